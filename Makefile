@@ -1,0 +1,38 @@
+# sgdbench — every target sets up .venv from the repo's own files first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+GRID   ?= experiments/quickstart.toml
+
+.PHONY: help install run test lint bench bench-compare bench-ratios experiments clean
+
+help:
+	@echo "make run            set up, run $(GRID), print its report"
+	@echo "make test           run the test suite"
+	@echo "make lint           ruff"
+	@echo "make bench          pytest-benchmark suite (saved under .benchmarks/)"
+	@echo "make bench-compare  compare against the saved baseline, fail on a >10% regression"
+	@echo "make experiments    run every grid in experiments/ and write reports and plots"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,dask]"
+	touch $(STAMP)
+
+run: install
+	$(BIN)/sgdbench run $(GRID)
+	$(BIN)/sgdbench report results/$$(basename $(GRID) .toml)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check sgdbench tests benchmarks
+	$(BIN)/ruff format --check sgdbench tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,203 @@
+"""The ``sgdbench`` command line. Heavy imports (torch, pandas) happen inside commands so that
+``sgdbench --help`` stays fast."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sgdbench.errors import SgdbenchError, UsageError
+
+app = typer.Typer(
+    name="sgdbench",
+    help="Experiment runner and benchmark for stochastic gradient descent in PyTorch.\n\n"
+    "Example:\n\n    sgdbench run experiments/quickstart.toml\n\n"
+    "    sgdbench report results/quickstart",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None if os.environ.get("NO_COLOR") else "rich",
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class Executor(StrEnum):
+    serial = "serial"
+    process = "process"
+    dask = "dask"
+
+
+class Engine(StrEnum):
+    auto = "auto"
+    eager = "eager"
+    stacked = "stacked"
+
+
+class ReportFormat(StrEnum):
+    table = "table"
+    markdown = "markdown"
+    csv = "csv"
+    json = "json"
+
+
+class ListWhat(StrEnum):
+    problems = "problems"
+    optimizers = "optimizers"
+
+
+def _fail(e: BaseException, verbose: bool) -> typer.Exit:
+    if verbose:
+        traceback.print_exception(e, file=sys.stderr)
+    print(str(e), file=sys.stderr)
+    return typer.Exit(getattr(e, "exit_code", EXIT_FAILED))
+
+
+@app.command()
+def run(
+    grid: Annotated[Path, typer.Argument(help="grid file (TOML)")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="results folder [results/<name>]")
+    ] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="worker processes")] = 1,
+    executor: Annotated[Executor | None, typer.Option(help="serial | process | dask")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address")] = None,
+    engine: Annotated[Engine, typer.Option(help="training engine")] = Engine.eager,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print the expanded runs only")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="rerun runs already complete")] = False,
+    fail_fast: Annotated[
+        bool, typer.Option("--fail-fast", help="stop at the first failed run")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="tracebacks on errors")] = False,
+) -> None:
+    """Train every run of a grid and write results/<name>/.
+
+    Example: sgdbench run experiments/quickstart.toml --dry-run
+    """
+    try:
+        from sgdbench.spec import load_grid
+
+        if engine is Engine.stacked or (executor not in (None, Executor.serial)) or jobs > 1:
+            raise UsageError(
+                "sgdbench: only --executor serial, --jobs 1 and --engine eager|auto "
+                "are available in this version"
+            )
+        loaded = load_grid(grid, engine="eager")
+        if dry_run:
+            _print_dry_run(loaded)
+            raise typer.Exit(EXIT_OK)
+        from sgdbench.runner import run_grid
+
+        out_dir = out if out is not None else Path("results") / loaded.name
+        outcome = run_grid(loaded, out_dir, force=force, fail_fast=fail_fast, progress=not quiet)
+    except KeyboardInterrupt:
+        print("sgdbench: interrupted; finished runs are kept", file=sys.stderr)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except SgdbenchError as e:
+        raise _fail(e, verbose) from None
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.counts.items()))
+    ran = sum(outcome.counts.values())
+    print(f"sgdbench: {ran} run(s) into {out_dir}: {counts or 'nothing to do'}", file=sys.stderr)
+    for run_id, message in outcome.stalled:
+        print(f"  stalled {run_id}: {message}", file=sys.stderr)
+    for run_id, message in outcome.failures:
+        print(
+            f"  failed {run_id}: {message} (traceback: {out_dir}/logs/{run_id}.log)",
+            file=sys.stderr,
+        )
+    if outcome.stopped_early:
+        print("sgdbench: stopped at the first failure (--fail-fast)", file=sys.stderr)
+    raise typer.Exit(outcome.exit_code)
+
+
+def _print_dry_run(grid: object) -> None:
+    from sgdbench.spec import Grid
+
+    assert isinstance(grid, Grid)
+    axes = [a for a in grid.axes] or ["optimizer", "lr"]
+    header = ["run_id", *axes]
+    rows = [[s.run_id, *(str(s.axes.get(a, getattr(s, a, ""))) for a in axes)] for s in grid.runs]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    print(
+        f"{len(grid.runs)} run(s) in grid {grid.name!r} (dry run: nothing written)", file=sys.stderr
+    )
+
+
+@app.command()
+def report(
+    results: Annotated[Path, typer.Argument(help="results folder")] = Path("results"),
+    by: Annotated[str | None, typer.Option(help="group by these columns, comma-separated")] = None,
+    best: Annotated[
+        bool, typer.Option("--best", help="best lr per optimizer x batch size")
+    ] = False,
+    fmt: Annotated[
+        ReportFormat, typer.Option("--format", help="output format")
+    ] = ReportFormat.table,
+    sort: Annotated[str | None, typer.Option(help="sort by this column")] = None,
+    target_loss: Annotated[
+        float | None, typer.Option(help="recompute convergence for this target")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Summarize a results folder: convergence speed and throughput per configuration.
+
+    Example: sgdbench report results/quickstart --format markdown
+    """
+    try:
+        from sgdbench import report as report_mod
+
+        text = report_mod.render(
+            results, by=by, best=best, fmt=fmt.value, sort=sort, target_loss=target_loss
+        )
+    except SgdbenchError as e:
+        raise _fail(e, verbose) from None
+    sys.stdout.write(text)
+
+
+@app.command("list")
+def list_(what: Annotated[ListWhat, typer.Argument(help="problems | optimizers")]) -> None:
+    """List built-in problems or available optimizers with their parameters."""
+    if what is ListWhat.problems:
+        from sgdbench.problems.registry import PROBLEMS
+
+        for info in PROBLEMS.values():
+            print(f"{info.name}: {info.summary}")
+            for p in info.params:
+                default = "required" if p.required else f"default {p.default!r}"
+                choices = f" ({' | '.join(p.choices)})" if p.choices else ""
+                print(f"    {p.name} [{p.kind}, {default}]{choices}: {p.help}")
+        print('plug-in: name = "package.module:function" returning an sgdbench.Problem')
+        return
+    from sgdbench import optimizers
+
+    for name, cls in sorted(optimizers.optimizer_classes().items()):
+        note = (
+            f"  ({optimizers.UNSUPPORTED[cls.__name__]})"
+            if cls.__name__ in optimizers.UNSUPPORTED
+            else ""
+        )
+        kwargs = ", ".join(f"{k}={v!r}" for k, v in optimizers.keyword_defaults(name).items())
+        print(f"{cls.__name__}: {kwargs}{note}")
+    for name, preset in optimizers.BUILTIN_PRESETS.items():
+        body = ", ".join(f"{k}={v!r}" for k, v in preset.items() if k != "type")
+        print(f"preset {name}: {preset['type']}({body})")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

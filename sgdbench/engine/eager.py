@@ -1,0 +1,404 @@
+"""The eager engine: one model, a real ``torch.optim`` optimizer, no host sync per step.
+
+The run is cut into *windows* (see ``window_ends``). Inside a window the loop only does
+batch → forward → backward → step and keeps the loss on the device. At each window end the
+clock is read (after synchronizing on CUDA), the window's losses are copied to the host in one
+transfer, and the checks run: stalled after the first update, divergence, evaluation and target,
+time budget. So a diverged run may run up to ``CHUNK_STEPS - 1`` steps past the blow-up; those
+losses are recorded as they were.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import math
+import os
+import platform
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+# cuBLAS needs this before its first use for deterministic results (harmless on CPU).
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+import torch
+from torch import Tensor
+
+from sgdbench import optimizers, schedules
+from sgdbench.engine import seeding
+from sgdbench.engine.trajectory import EVAL_COLUMNS, Trajectory
+from sgdbench.problems.base import Problem
+from sgdbench.problems.factory import apply_init, build_problem
+from sgdbench.spec import RunSpec
+
+CHUNK_STEPS = 256  # steps between loss copies to the host and the divergence / time checks
+WARMUP_STEPS = 10  # first steps (allocator, kernel selection) timed apart as warmup_s
+EVAL_BATCH = 8192  # rows per forward pass when evaluating on the full data
+
+
+class StopRequested(Exception):
+    """Raised by a ``should_stop`` callback's owner to end a run early (Ctrl-C)."""
+
+
+def window_ends(spec: RunSpec, warmup_steps: int, extra_every: int = 0) -> list[int]:
+    """Step counts after which the loop pauses for bookkeeping, sorted, ending at ``spec.steps``.
+
+    Step 1 (the stall check), the warm-up end, every chunk, every evaluation, and every
+    ``extra_every`` steps (checkpoints).
+    """
+    n = spec.steps
+    ends = {1, warmup_steps, n}
+    for every in (CHUNK_STEPS, spec.eval_every, extra_every):
+        if every > 0:
+            ends.update(range(every, n, every))
+    return sorted(e for e in ends if 0 < e <= n)
+
+
+class Batches:
+    """Batches by step index. In-memory data sits on the device; a shuffled epoch's order is a
+    ``randperm`` from a generator seeded by (run seed, epoch), so any step's batch can be
+    recomputed without replaying earlier ones (which is what resuming needs)."""
+
+    def __init__(self, problem: Problem, spec: RunSpec, device: torch.device) -> None:
+        self.X, self.y = problem.X, problem.y
+        self.n = problem.n_samples
+        self.batch_size = spec.batch_size
+        self.steps_per_epoch = spec.steps_per_epoch
+        self.shuffle = spec.shuffle and not spec.full_batch and problem.X is not None
+        self.seed = spec.seed
+        self.device = device
+        self._epoch = -1
+        self._order: Tensor | None = None
+
+    def order(self, epoch: int) -> Tensor:
+        if epoch != self._epoch:
+            g = torch.Generator(device=self.device)
+            g.manual_seed(seeding.derive_seed(self.seed, seeding.DATA_ORDER, epoch))
+            self._order = torch.randperm(self.n, generator=g, device=self.device)
+            self._epoch = epoch
+        assert self._order is not None
+        return self._order
+
+    def __call__(self, step: int) -> tuple[Tensor | None, Tensor | None]:
+        if self.X is None or self.batch_size >= self.n:
+            return self.X, self.y
+        epoch, i = divmod(step, self.steps_per_epoch)
+        start = i * self.batch_size
+        stop = min(start + self.batch_size, self.n)
+        if not self.shuffle:
+            return self.X[start:stop], None if self.y is None else self.y[start:stop]
+        idx = self.order(epoch)[start:stop]
+        return self.X[idx], None if self.y is None else self.y[idx]
+
+
+def make_update(
+    problem: Problem, optimizer: torch.optim.Optimizer, closure_style: bool
+) -> Callable[[Tensor | None, Tensor | None], Tensor]:
+    """One optimizer update on a batch; returns the batch loss computed before the update."""
+    model, loss_fn = problem.model, problem.loss_fn
+
+    def update(xb: Tensor | None, yb: Tensor | None) -> Tensor:
+        loss = loss_fn(model(xb), yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    def update_with_closure(xb: Tensor | None, yb: Tensor | None) -> Tensor:
+        def closure() -> Tensor:
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(xb), yb)
+            loss.backward()
+            return loss
+
+        return optimizer.step(closure)  # type: ignore[return-value]  # LBFGS: the first loss
+
+    return update_with_closure if closure_style else update
+
+
+@torch.no_grad()
+def evaluate(problem: Problem) -> dict[str, float]:
+    """Full-data training loss (and accuracy), and validation loss/accuracy where present."""
+    model = problem.model
+    was_training = model.training
+    model.eval()
+    try:
+        out: dict[str, float] = {}
+        if problem.X is None:
+            out["train_loss"] = float(problem.loss_fn(model(None), None))
+            return out
+        out["train_loss"], acc = _loss_and_accuracy(problem, problem.X, problem.y)
+        if acc is not None:
+            out["train_accuracy"] = acc
+        if problem.X_val is not None and len(problem.X_val):
+            out["val_loss"], acc = _loss_and_accuracy(problem, problem.X_val, problem.y_val)
+            if acc is not None:
+                out["val_accuracy"] = acc
+        return out
+    finally:
+        model.train(was_training)
+
+
+def _loss_and_accuracy(problem: Problem, X: Tensor, y: Tensor | None) -> tuple[float, float | None]:
+    total, correct, n = 0.0, 0, len(X)
+    classify = problem.task == "classification" and y is not None
+    for start in range(0, n, EVAL_BATCH):
+        xb = X[start : start + EVAL_BATCH]
+        yb = None if y is None else y[start : start + EVAL_BATCH]
+        out = problem.model(xb)
+        total += float(problem.loss_fn(out, yb)) * len(xb)
+        if classify:
+            assert yb is not None
+            pred = (
+                out.argmax(dim=1)
+                if out.ndim == 2 and out.shape[1] > 1
+                else (out.reshape(-1) > 0).to(yb.dtype)
+            )
+            correct += int((pred == yb).sum())
+    return total / n, (correct / n if classify else None)
+
+
+def _stall_message(
+    problem: Problem, params: list[torch.nn.Parameter], before: list[Tensor]
+) -> str | None:
+    """None if some trainable parameter changed in the first update; else why nothing did."""
+    if any(not torch.equal(p.detach(), b) for p, b in zip(params, before, strict=True)):
+        return None
+    names = {id(p): n for n, p in problem.model.named_parameters()}
+    label = [names.get(id(p), f"<parameter {i} not in the model>") for i, p in enumerate(params)]
+    no_grad = [n for n, p in zip(label, params, strict=True) if p.grad is None]
+    zero_grad = [
+        n
+        for n, p in zip(label, params, strict=True)
+        if p.grad is not None and not bool(p.grad.abs().sum() > 0)
+    ]
+    model_got_grad = [
+        n
+        for n, p in problem.model.named_parameters()
+        if p.grad is not None and id(p) not in {id(q) for q in params}
+    ]
+    shown = ", ".join(label[:5]) + (" ..." if len(label) > 5 else "")
+    if model_got_grad:
+        return (
+            f"stalled: the optimizer's parameters ({shown}) are not the model's; the model's "
+            f"{', '.join(model_got_grad[:5])} got gradients instead. Likely the optimizer was "
+            "built over a copy (copy.deepcopy after creating the optimizer)"
+        )
+    if len(no_grad) == len(params):
+        return (
+            f"stalled: no gradient reached {shown}. Likely the forward uses a copy of the "
+            "model (copy.deepcopy before the update) or detaches the parameters"
+        )
+    if len(zero_grad) + len(no_grad) == len(params):
+        return (
+            f"stalled: the gradient of {shown} is exactly zero: a stationary start "
+            '(e.g. init = "zeros" at a minimum) or dead units'
+        )
+    return (
+        f"stalled: {shown} got gradients but did not change: lr is 0 in effect, or the "
+        "optimizer holds other parameters than those the loss uses"
+    )
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine() or "cpu"
+
+
+@contextlib.contextmanager
+def _run_context(spec: RunSpec, device: torch.device) -> Iterator[None]:
+    """Seed the global RNG (dropout in plug-ins) from the spec and restore everything after."""
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seeding.derive_seed(spec.seed, seeding.GLOBAL))
+        if spec.threads:
+            torch.set_num_threads(spec.threads)
+        if device.type == "cuda":
+            torch.use_deterministic_algorithms(spec.deterministic)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+            torch.use_deterministic_algorithms(deterministic)
+
+
+def resolve_device(name: str) -> tuple[torch.device | None, str]:
+    """The torch device for ``name``, or None and why it is not available here."""
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            return None, f"device {name!r} requested but CUDA is not available here"
+        device = torch.device(name)
+        if (device.index or 0) >= torch.cuda.device_count():
+            return None, f"device {name!r} requested but only {torch.cuda.device_count()} GPU(s)"
+        return device, ""
+    return torch.device(name), ""
+
+
+def run(spec: RunSpec, should_stop: Callable[[], bool] | None = None) -> Trajectory:
+    """Train one run on the eager engine. Never raises for a problem of the run itself: an
+    exception becomes status ``failed`` with its message and traceback."""
+    started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    wall_start = time.perf_counter()
+    traj = Trajectory(
+        spec_json=spec.to_json(), run_id=spec.run_id, status="ok", started_at=started_at
+    )
+    device, why = resolve_device(spec.device)
+    if device is None:
+        traj.status, traj.message = "skipped", why
+        return traj
+    try:
+        with _run_context(spec, device):
+            _train(spec, device, traj, should_stop)
+    except StopRequested:
+        raise
+    except Exception as e:  # isolate the failure to this run
+        traj.status = "failed"
+        first_line = str(e).splitlines()[0] if str(e) else ""
+        traj.message = f"{type(e).__name__}: {first_line}" if first_line else type(e).__name__
+        if isinstance(e, torch.OutOfMemoryError):
+            traj.message += " (out of memory: try a smaller batch_size)"
+        traj.traceback = traceback.format_exc()
+    finally:
+        if device is not None and device.type == "cuda":
+            torch.cuda.empty_cache()  # the next run gets the memory back
+    traj.wall_time_s = time.perf_counter() - wall_start
+    return traj
+
+
+def _train(
+    spec: RunSpec, device: torch.device, traj: Trajectory, should_stop: Callable[[], bool] | None
+) -> None:
+    problem = build_problem(
+        spec.problem,
+        spec.problem_kwargs,
+        seeding.derive_seed(spec.seed, seeding.INIT),
+        spec.search_path,
+    )
+    apply_init(problem, spec.init)
+    problem.to(device)
+    params = problem.trainable_parameters()
+    optimizer, impl = optimizers.build_optimizer(
+        spec.optimizer_class, params, spec.lr, spec.optimizer_kwargs, spec.optimizer_impl, device
+    )
+    scheduler = None
+    if spec.schedule["name"] != "constant":
+        factor = schedules.factor_fn(spec.schedule, spec.steps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: float(factor(t)))
+    traj.info.update(
+        optimizer_impl=impl,
+        device_name=_device_name(device),
+        threads=torch.get_num_threads(),
+        torch_version=torch.__version__,
+        deterministic=spec.deterministic,
+        n_parameters=sum(p.numel() for p in params),
+    )
+
+    batch = Batches(problem, spec, device)
+    update = make_update(problem, optimizer, optimizers.needs_closure(spec.optimizer_class))
+    problem.model.train()
+    cuda = device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda *a: None)
+
+    n_steps = spec.steps
+    warmup = min(WARMUP_STEPS, n_steps)
+    losses = np.empty(n_steps, dtype=np.float32)
+    times = np.empty(n_steps, dtype=np.float64)
+    evals = traj.evals
+    clock = 0.0
+    step = 0
+    first_loss = math.nan
+
+    def record_eval(at: int) -> dict[str, float]:
+        result = evaluate(problem)
+        evals["step"].append(at)
+        evals["time_s"].append(clock)
+        for col in EVAL_COLUMNS[2:]:
+            evals[col].append(result.get(col, math.nan))
+        return result
+
+    record_eval(0)
+    before = [p.detach().clone() for p in params]
+    status, message = "ok", ""
+    for end in window_ends(spec, warmup):
+        # ---- hot loop: nothing here reads a value back from the device -----------------------
+        pending: list[Tensor] = []
+        sync(device)
+        t0 = time.perf_counter()
+        for i in range(step, end):
+            xb, yb = batch(i)
+            loss = update(xb, yb)
+            if scheduler is not None:
+                scheduler.step()
+            pending.append(loss.detach())
+        sync(device)
+        elapsed = time.perf_counter() - t0
+        # ---- bookkeeping, clock stopped --------------------------------------------------------
+        chunk = torch.stack(pending).float().cpu().numpy()
+        losses[step:end] = chunk
+        times[step:end] = clock + elapsed * np.arange(1, end - step + 1) / (end - step)
+        clock += elapsed
+        if step == 0:
+            first_loss = float(chunk[0])
+            stalled = _stall_message(problem, params, before)
+            del before
+            if stalled:
+                status, message = "stalled", stalled
+        step = end
+        if step == warmup:
+            traj.warmup_steps, traj.warmup_s = warmup, clock
+        if status == "ok":
+            status, message = _divergence(
+                chunk, step - len(chunk), first_loss, spec.divergence_factor
+            )
+        if status == "ok" and (step % spec.eval_every == 0 if spec.eval_every else False):
+            result = record_eval(step)
+            if (
+                spec.stop_at_target
+                and spec.target_loss is not None
+                and result["train_loss"] <= spec.target_loss
+            ):
+                message = f"reached target_loss {spec.target_loss:g} at step {step}"
+                break
+        if status != "ok":
+            break
+        if spec.max_seconds is not None and clock >= spec.max_seconds and step < n_steps:
+            status = "timeout"
+            message = f"max_seconds {spec.max_seconds:g} reached after {step} of {n_steps} steps"
+            break
+        if should_stop is not None and should_stop():
+            raise StopRequested
+    if not evals["step"] or evals["step"][-1] != step:
+        record_eval(step)
+    traj.status, traj.message = status, message
+    traj.losses, traj.time_s = losses[:step].copy(), times[:step].copy()
+    traj.train_time_s = clock
+
+
+def _divergence(
+    chunk: np.ndarray, offset: int, first_loss: float, factor: float
+) -> tuple[str, str]:
+    """``diverged`` at the first non-finite loss, or loss above ``factor`` x the first loss
+    (only when the first loss is positive)."""
+    bad = ~np.isfinite(chunk)
+    if first_loss > 0 and math.isfinite(first_loss):
+        bad |= chunk > factor * first_loss
+    if not bad.any():
+        return "ok", ""
+    k = int(np.argmax(bad))
+    value = float(chunk[k])
+    why = (
+        "non-finite"
+        if not math.isfinite(value)
+        else f"above {factor:g} x the first ({first_loss:.3g})"
+    )
+    return "diverged", f"loss {value:.3g} at step {offset + k} ({why})"
+
+
+__all__: list[Any] = ["CHUNK_STEPS", "WARMUP_STEPS", "Batches", "evaluate", "run", "window_ends"]

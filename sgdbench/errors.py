@@ -1,0 +1,43 @@
+"""Errors that the command line turns into one-line messages and exit codes."""
+
+from __future__ import annotations
+
+
+class SgdbenchError(Exception):
+    """Base class: the message is shown to the user as one line."""
+
+    exit_code = 1
+
+
+class GridError(SgdbenchError):
+    """A problem with the grid file, located by file and dotted key.
+
+    Rendered as ``grid.toml: grid.lr[2]: must be > 0, got -0.1``.
+    """
+
+    exit_code = 2
+
+    def __init__(self, file: str, key: str | None, message: str) -> None:
+        self.file = file
+        self.key = key
+        self.message = message
+        where = f"{file}: {key}: " if key else f"{file}: "
+        super().__init__(where + message)
+
+
+class UsageError(SgdbenchError):
+    """Bad command-line usage or an unusable results folder (exit 2)."""
+
+    exit_code = 2
+
+
+class KeyedError(ValueError):
+    """An invalid value for ``key`` (a problem parameter, a schedule parameter, ...).
+
+    The grid loader prefixes the section (``problem.``) and turns it into a ``GridError``.
+    """
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        self.message = message
+        super().__init__(f"{key}: {message}")

@@ -1,0 +1,110 @@
+"""What each number means (DESIGN §5), computed in one place from a spec and its trajectory."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any
+
+import numpy as np
+
+from sgdbench.engine.trajectory import Trajectory
+from sgdbench.spec import RunSpec
+
+
+def loss_digest(losses: np.ndarray) -> str:
+    """sha256 of the per-step losses as little-endian float32: equal digests mean a bitwise
+    identical trajectory."""
+    return hashlib.sha256(np.asarray(losses, dtype="<f4").tobytes()).hexdigest()
+
+
+def samples_after(spec: RunSpec, steps: np.ndarray | int) -> np.ndarray | int:
+    """Samples consumed by the first ``steps`` steps (the last batch of an epoch may be short)."""
+    epochs, rest = np.divmod(steps, spec.steps_per_epoch)
+    return epochs * spec.n_samples + np.minimum(rest * spec.batch_size, spec.n_samples)
+
+
+def per_step_columns(spec: RunSpec, n_steps: int) -> dict[str, np.ndarray]:
+    """Epoch and cumulative samples seen (including the step's own batch) for each step."""
+    from sgdbench import schedules
+
+    step = np.arange(n_steps, dtype=np.int64)
+    return {
+        "step": step,
+        "epoch": (step // spec.steps_per_epoch).astype(np.int32),
+        "samples_seen": np.asarray(samples_after(spec, step + 1), dtype=np.int64),
+        "lr": schedules.lr_per_step(spec.schedule, spec.lr, spec.steps, n_steps),
+    }
+
+
+def first_at_or_below(values: list[float], target: float) -> int | None:
+    """Index of the first value <= target, or None."""
+    for i, v in enumerate(values):
+        if v <= target:
+            return i
+    return None
+
+
+def target_metrics(
+    spec: RunSpec,
+    eval_steps: list[int],
+    eval_times: list[float],
+    eval_losses: list[float],
+    target: float | None,
+) -> dict[str, Any]:
+    """Steps, samples and training seconds to the first evaluation at or below ``target``."""
+    out: dict[str, Any] = {
+        "steps_to_target": None,
+        "samples_to_target": None,
+        "time_to_target_s": None,
+    }
+    if target is None:
+        return out
+    i = first_at_or_below(eval_losses, target)
+    if i is not None:
+        step = int(eval_steps[i])
+        out.update(
+            steps_to_target=step,
+            samples_to_target=int(samples_after(spec, step)),
+            time_to_target_s=float(eval_times[i]),
+        )
+    return out
+
+
+def _finite_min(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return min(finite) if finite else math.nan
+
+
+def summarize(spec: RunSpec, traj: Trajectory) -> dict[str, Any]:
+    """The per-run numbers that go into runs.parquet."""
+    ev = traj.evals
+    steps = traj.steps
+    steady_steps = steps - traj.warmup_steps
+    steady_time = traj.train_time_s - traj.warmup_s
+    if traj.warmup_steps and steady_steps > 0 and steady_time > 0:
+        steps_per_s = steady_steps / steady_time
+        samples = samples_after(spec, steps) - samples_after(spec, traj.warmup_steps)
+        samples_per_s = samples / steady_time
+    elif traj.train_time_s > 0:
+        steps_per_s = steps / traj.train_time_s
+        samples_per_s = samples_after(spec, steps) / traj.train_time_s
+    else:
+        steps_per_s = samples_per_s = math.nan
+    train_losses = ev["train_loss"]
+    return {
+        "steps": steps,
+        "epochs": steps / spec.steps_per_epoch,
+        "samples_seen": int(samples_after(spec, steps)),
+        "final_loss": train_losses[-1] if train_losses else math.nan,
+        "best_loss": _finite_min(train_losses),
+        "final_val_loss": ev["val_loss"][-1] if ev["val_loss"] else math.nan,
+        "final_val_accuracy": ev["val_accuracy"][-1] if ev["val_accuracy"] else math.nan,
+        **target_metrics(spec, ev["step"], ev["time_s"], train_losses, spec.target_loss),
+        "steps_per_s": float(steps_per_s),
+        "samples_per_s": float(samples_per_s),
+        "train_time_s": traj.train_time_s,
+        "warmup_s": traj.warmup_s,
+        "wall_time_s": traj.wall_time_s,
+        "loss_digest": loss_digest(traj.losses),
+    }

@@ -1,0 +1,169 @@
+"""Optimizer names, presets, keyword validation and the choice of implementation.
+
+The eager engine uses ``torch.optim`` classes directly; this module only resolves what the grid
+names into a class and keyword arguments, and picks fused / foreach / for-loop.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any
+
+import torch
+
+# Keywords sgdbench sets itself (params, lr) or through ``train.optimizer_impl``.
+RESERVED = ("params", "lr", "foreach", "fused", "capturable", "differentiable")
+IMPLS = ("auto", "fused", "foreach", "forloop")
+# Classes that cannot run in sgdbench's loop, and why.
+UNSUPPORTED = {"SparseAdam": "needs sparse gradients, which no sgdbench problem produces"}
+CLOSURE_OPTIMIZERS = ("LBFGS",)  # step(closure) re-evaluates the loss
+
+BUILTIN_PRESETS: dict[str, dict[str, Any]] = {
+    "momentum": {"type": "SGD", "momentum": 0.9},
+    "nesterov": {"type": "SGD", "momentum": 0.9, "nesterov": True},
+}
+
+
+@functools.cache
+def optimizer_classes() -> dict[str, type[torch.optim.Optimizer]]:
+    """``torch.optim`` optimizer classes by lower-case name."""
+    out = {}
+    for name in dir(torch.optim):
+        obj = getattr(torch.optim, name)
+        if (
+            isinstance(obj, type)
+            and issubclass(obj, torch.optim.Optimizer)
+            and obj is not torch.optim.Optimizer
+        ):
+            out[name.lower()] = obj
+    return out
+
+
+def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
+    """The ``torch.optim`` class called ``name`` (case-insensitive); KeyError if none."""
+    return optimizer_classes()[name.lower()]
+
+
+@functools.cache
+def keyword_defaults(class_name: str) -> dict[str, Any]:
+    """Keyword arguments a class accepts (besides the reserved ones), with their defaults."""
+    sig = inspect.signature(optimizer_class(class_name).__init__)
+    return {
+        name: (None if p.default is inspect.Parameter.empty else p.default)
+        for name, p in sig.parameters.items()
+        if name != "self"
+        and name not in RESERVED
+        and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    }
+
+
+@functools.cache
+def tuple_keywords() -> frozenset[str]:
+    """Keywords whose default is a tuple wherever they appear (``betas``, ``etas``, ...).
+
+    ``eps`` is a tuple in Adafactor but a number elsewhere, so it is not one of them.
+    """
+    kinds: dict[str, set[bool]] = {}
+    for name in optimizer_classes():
+        for key, default in keyword_defaults(name).items():
+            kinds.setdefault(key, set()).add(isinstance(default, tuple))
+    return frozenset(key for key, k in kinds.items() if k == {True})
+
+
+def normalize_kwarg(class_name: str, key: str, value: Any) -> Any:
+    """Check ``value`` against the type of the keyword's default; return it normalized.
+
+    Numbers become floats where the default is a float (so ``momentum = 0`` and ``0.0`` name the
+    same run) and TOML arrays become tuples where the default is a tuple (``betas``).
+    Raises ValueError with a message for the user.
+    """
+    defaults = keyword_defaults(class_name)
+    if key not in defaults:
+        allowed = ", ".join(defaults) or "none"
+        raise ValueError(
+            f"not a keyword of torch.optim.{optimizer_class(class_name).__name__} "
+            f"(accepted: {allowed})"
+        )
+    default = defaults[key]
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"must be true or false, got {value!r}")
+        return value
+    if isinstance(default, int | float) and not isinstance(default, bool):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"must be a number, got {value!r}")
+        return float(value) if isinstance(default, float) else value
+    if isinstance(default, tuple):
+        if not isinstance(value, list | tuple) or len(value) != len(default):
+            raise ValueError(f"must be a list of {len(default)} numbers, got {value!r}")
+        if any(isinstance(v, bool) or not isinstance(v, int | float) for v in value):
+            raise ValueError(f"must be a list of {len(default)} numbers, got {value!r}")
+        return tuple(float(v) for v in value)
+    return value
+
+
+def json_safe(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Tuples as lists, for JSON and hashing."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(kwargs.items())}
+
+
+def check_constructible(class_name: str, lr: float, kwargs: dict[str, Any]) -> None:
+    """Let torch validate the values (ranges, combinations) on a throw-away parameter."""
+    if optimizer_class(class_name).__name__ in UNSUPPORTED:
+        raise ValueError(UNSUPPORTED[optimizer_class(class_name).__name__])
+    dummy = torch.nn.Parameter(torch.zeros(2, 2))
+    try:
+        optimizer_class(class_name)([dummy], lr=lr, **to_torch(kwargs))
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise ValueError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+
+
+def to_torch(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """JSON-safe kwargs back to what torch expects (lists to tuples)."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+
+
+def needs_closure(class_name: str) -> bool:
+    return optimizer_class(class_name).__name__ in CLOSURE_OPTIMIZERS
+
+
+def _fused_supported(device: torch.device) -> bool:
+    from torch.optim.optimizer import _get_fused_kernels_supported_devices
+
+    return device.type in _get_fused_kernels_supported_devices()
+
+
+def build_optimizer(
+    class_name: str,
+    params: list[torch.nn.Parameter],
+    lr: float,
+    kwargs: dict[str, Any],
+    impl: str,
+    device: torch.device,
+) -> tuple[torch.optim.Optimizer, str]:
+    """Construct the optimizer with the requested implementation; return it and the impl used.
+
+    ``auto`` takes fused where the class and device support it (a single kernel per step), then
+    foreach, then the for-loop. An explicit request that the class cannot honour is an error.
+    """
+    cls = optimizer_class(class_name)
+    accepted = inspect.signature(cls.__init__).parameters
+    base = to_torch(kwargs)
+    candidates = {
+        "fused": {"fused": True} if "fused" in accepted and _fused_supported(device) else None,
+        "foreach": {"foreach": True} if "foreach" in accepted else None,
+        "forloop": {"foreach": False} if "foreach" in accepted else {},
+    }
+    order = ["fused", "foreach", "forloop"] if impl == "auto" else [impl]
+    last_error: Exception | None = None
+    for name in order:
+        extra = candidates[name]
+        if extra is None:
+            last_error = ValueError(f"{cls.__name__} has no {name} implementation on {device.type}")
+            continue
+        try:
+            return cls(params, lr=lr, **base, **extra), name
+        except (RuntimeError, ValueError, TypeError) as e:  # e.g. fused with an unsupported option
+            last_error = e
+    raise ValueError(f"optimizer_impl = {impl!r}: {last_error}")

@@ -1,0 +1,1 @@
+"""Problems: what is trained. ``registry`` maps names to builders; ``base`` holds ``Problem``."""

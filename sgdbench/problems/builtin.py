@@ -1,0 +1,198 @@
+"""Built-in problems. Data comes from an explicit generator seeded by the problem's own
+``seed``; model initialisation uses torch's global RNG, which the engine seeds per run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sgdbench.errors import KeyedError
+from sgdbench.problems.base import Problem
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def mlp(n_in: int, hidden: list[int], n_out: int) -> nn.Module:
+    """A ReLU MLP; ``hidden=[]`` gives a linear layer."""
+    layers: list[nn.Module] = []
+    width = n_in
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    layers.append(nn.Linear(width, n_out))
+    return layers[0] if len(layers) == 1 else nn.Sequential(*layers)
+
+
+def mse_loss(out: Tensor, y: Tensor | None) -> Tensor:
+    """Mean squared error of a one-output model against a 1-D target."""
+    assert y is not None
+    return F.mse_loss(out.squeeze(-1), y)
+
+
+def bce_loss(out: Tensor, y: Tensor | None) -> Tensor:
+    """Logistic loss of a one-logit model against 0/1 targets."""
+    assert y is not None
+    return F.binary_cross_entropy_with_logits(out.squeeze(-1), y)
+
+
+def cross_entropy_loss(out: Tensor, y: Tensor | None) -> Tensor:
+    assert y is not None
+    return F.cross_entropy(out, y)
+
+
+def split(
+    X: Tensor, y: Tensor, val_fraction: float, seed: int
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """Seeded train/validation split; no validation set when the fraction rounds to zero."""
+    n_val = round(len(X) * val_fraction)
+    if n_val == 0:
+        return X, y, None, None
+    if n_val >= len(X):
+        raise KeyedError("val_fraction", f"leaves no training samples out of {len(X)}")
+    order = torch.randperm(len(X), generator=_generator(seed + 1))
+    val, train = order[:n_val], order[n_val:]
+    return X[train], y[train], X[val], y[val]
+
+
+def linear(
+    n_samples: int = 1000,
+    n_features: int = 10,
+    noise: float = 0.1,
+    weights: list[float] | None = None,
+    bias: float | None = None,
+    x_low: float | None = None,
+    x_high: float | None = None,
+    seed: int = 0,
+) -> Problem:
+    g = _generator(seed)
+    if weights is not None and len(weights) != n_features:
+        raise KeyedError("weights", f"has {len(weights)} values for {n_features} features")
+    if (x_low is None) != (x_high is None):
+        raise KeyedError("x_high" if x_high is None else "x_low", "give both x_low and x_high")
+    if x_low is not None and x_high is not None:
+        if x_high <= x_low:
+            raise KeyedError("x_high", f"must be > x_low ({x_low}), got {x_high}")
+        X = x_low + (x_high - x_low) * torch.rand(n_samples, n_features, generator=g)
+    else:
+        X = torch.randn(n_samples, n_features, generator=g)
+    w = torch.tensor(weights) if weights is not None else torch.randn(n_features, generator=g)
+    b = bias if bias is not None else float(torch.randn(1, generator=g))
+    y = X @ w + b + noise * torch.randn(n_samples, generator=g)
+    return Problem(nn.Linear(n_features, 1), mse_loss, X, y, task="regression")
+
+
+def logistic(
+    n_samples: int = 1000, n_features: int = 10, val_fraction: float = 0.2, seed: int = 0
+) -> Problem:
+    g = _generator(seed)
+    X = torch.randn(n_samples, n_features, generator=g)
+    w = torch.randn(n_features, generator=g) * 2.0
+    y = torch.bernoulli(torch.sigmoid(X @ w), generator=g)
+    X, y, X_val, y_val = split(X, y, val_fraction, seed)
+    return Problem(nn.Linear(n_features, 1), bce_loss, X, y, X_val, y_val, task="classification")
+
+
+class FunctionModel(nn.Module):
+    """A point ``x`` in parameter space and an objective ``f(x)``; the input is ignored."""
+
+    def __init__(self, start: Tensor, objective: Callable[[Tensor], Tensor]) -> None:
+        super().__init__()
+        self.x = nn.Parameter(start.clone())
+        self.objective = objective
+
+    def forward(self, inputs: Tensor | None = None) -> Tensor:
+        return self.objective(self.x)
+
+
+def identity_loss(out: Tensor, y: Tensor | None) -> Tensor:
+    """For function problems the model's output already is the loss."""
+    return out
+
+
+def sum_of_squares(x: Tensor) -> Tensor:
+    return (x * x).sum()
+
+
+def quadratic(dim: int = 1) -> Problem:
+    # Default start: a seeded N(0, 1) draw (the engine seeds the RNG per run); init overrides.
+    return Problem(FunctionModel(torch.randn(dim), sum_of_squares), identity_loss, task="function")
+
+
+def rosenbrock(a: float = 1.0, b: float = 100.0) -> Problem:
+    def f(p: Tensor) -> Tensor:
+        return (a - p[0]) ** 2 + b * (p[1] - p[0] ** 2) ** 2
+
+    return Problem(FunctionModel(torch.tensor([-0.5, 1.5]), f), identity_loss, task="function")
+
+
+class NoisyQuadraticModel(nn.Module):
+    """Per-sample loss 0.5 (θ - x)ᵀ Q (θ - x); θ starts at ones as in DeepOBS."""
+
+    def __init__(self, Q: Tensor) -> None:
+        super().__init__()
+        self.theta = nn.Parameter(torch.ones(Q.shape[0]))
+        self.register_buffer("Q", Q)
+
+    def forward(self, x: Tensor | None) -> Tensor:
+        assert x is not None
+        d = self.theta - x
+        return 0.5 * ((d @ self.Q) * d).sum(dim=1)
+
+
+def mean_loss(out: Tensor, y: Tensor | None) -> Tensor:
+    return out.mean()
+
+
+def noisy_quadratic(
+    dim: int = 100, n_samples: int = 1000, noise: float = 1.0, seed: int = 42
+) -> Problem:
+    g = _generator(seed)
+    n_large = max(1, dim // 10)
+    eigenvalues = torch.cat(
+        [torch.rand(dim - n_large, generator=g), 30.0 + 30.0 * torch.rand(n_large, generator=g)]
+    )
+    # A random rotation (QR of a Gaussian matrix) so the curvature is not axis-aligned.
+    R, _ = torch.linalg.qr(torch.randn(dim, dim, generator=g, dtype=torch.float64))
+    Q = (R.T @ torch.diag(eigenvalues.double()) @ R).float()
+    X = noise * torch.randn(n_samples, dim, generator=g)
+    return Problem(NoisyQuadraticModel(Q), mean_loss, X, None, task="regression")
+
+
+def digits(
+    classes: list[int] | None = None,
+    model: str = "linear",
+    hidden: list[int] | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+) -> Problem:
+    from sklearn.datasets import load_digits  # ships with scikit-learn: no download
+
+    data = load_digits()
+    X = torch.tensor(data.data, dtype=torch.float32) / 16.0
+    y = torch.tensor(data.target, dtype=torch.long)
+    if classes is not None:
+        if len(set(classes)) < 2:
+            raise KeyedError("classes", f"needs at least two distinct digits, got {classes}")
+        keep = torch.isin(y, torch.tensor(classes))
+        X, y = X[keep], y[keep]
+        remap = {c: i for i, c in enumerate(sorted(set(classes)))}
+        y = torch.tensor([remap[int(c)] for c in y], dtype=torch.long)
+    n_classes = int(y.max()) + 1
+    X, y, X_val, y_val = split(X, y, val_fraction, seed)
+    net = mlp(X.shape[1], (hidden or [64]) if model == "mlp" else [], n_classes)
+    return Problem(net, cross_entropy_loss, X, y, X_val, y_val, task="classification")
+
+
+def flat_size(problem: Problem) -> int:
+    return sum(p.numel() for p in problem.trainable_parameters())
+
+
+def describe(problem: Problem) -> str:
+    n = flat_size(problem)
+    data = "no data" if problem.X is None else f"{problem.n_samples} samples"
+    return f"{problem.task}, {n} parameters, {data}"

@@ -1,0 +1,50 @@
+"""Instantiate a problem for one run: seeded model initialisation and the ``init`` override."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import torch
+
+from sgdbench.problems.base import Problem
+from sgdbench.problems.registry import builder_for
+
+
+def build_problem(
+    name: str, kwargs: dict[str, Any], init_seed: int, search_path: str | None = None
+) -> Problem:
+    """Build ``name`` with ``kwargs``; model initialisation draws from ``init_seed`` only.
+
+    The global RNG is forked, so building leaves no trace on other runs and no other run's
+    state leaks into this one. ``search_path`` (the grid's folder) is where plug-ins are found.
+    """
+    if search_path and search_path not in sys.path:
+        sys.path.insert(0, search_path)
+    builder = builder_for(name)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed)
+        problem = builder(**kwargs)
+    if not isinstance(problem, Problem):
+        raise TypeError(f"{name} returned {type(problem).__name__}, not an sgdbench.Problem")
+    return problem
+
+
+def apply_init(problem: Problem, init: str | list[float]) -> None:
+    """Set the trainable parameters from ``init``: "default" keeps them, "zeros" zeroes them,
+    a list sets them flat in parameter order (a linear model's weights, then its bias)."""
+    params = problem.trainable_parameters()
+    with torch.no_grad():
+        if init == "zeros":
+            for p in params:
+                p.zero_()
+        elif isinstance(init, list):
+            n = sum(p.numel() for p in params)
+            if len(init) != n:
+                raise ValueError(f"init has {len(init)} values, the model has {n} parameters")
+            flat = torch.tensor(init, dtype=params[0].dtype)
+            torch.nn.utils.vector_to_parameters(flat, params)
+
+
+def parameter_count(problem: Problem) -> int:
+    return sum(p.numel() for p in problem.trainable_parameters())

@@ -1,0 +1,571 @@
+"""Grid file -> validated ``RunSpec``s.
+
+``load_grid`` reads the TOML, checks every key (unknown keys are errors), expands ``[grid]`` as a
+cartesian product, applies ``[[exclude]]`` then ``[[include]]`` with GitHub-Actions matrix
+semantics, and resolves each combination into a frozen, picklable ``RunSpec``. Every error is a
+``GridError`` naming the file and the dotted key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import re
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from sgdbench import SCHEMA_VERSION
+from sgdbench.errors import GridError, KeyedError
+
+TOP_KEYS = ("name", "description", "problem", "train", "grid", "optimizers", "exclude", "include")
+FIXED_AXES = ("optimizer", "lr", "batch_size", "device", "seed", "schedule")
+ENGINES = ("eager", "stacked")
+IMPLS = ("auto", "fused", "foreach", "forloop")
+
+# [train] keys: default and help (shown by the README and error messages).
+TRAIN_KEYS: dict[str, tuple[Any, str]] = {
+    "epochs": (None, "passes over the training data (exactly one of epochs / steps)"),
+    "steps": (None, "number of optimizer steps (exactly one of epochs / steps)"),
+    "shuffle": (True, "reshuffle every epoch (false: file order every epoch)"),
+    "init": ("default", '"default" (seeded torch init), "zeros", or a flat list of numbers'),
+    "target_loss": (None, "full-data training loss that counts as converged"),
+    "eval_every": (None, "steps between full-data evaluations; 0: only at the end"),
+    "max_seconds": (None, "training-clock budget per run, in seconds"),
+    "schedule": ("constant", 'lr schedule: a name or {name = "step", step_size = .., gamma = ..}'),
+    "divergence_factor": (1e4, "diverged when a loss exceeds this factor times the first loss"),
+    "deterministic": (True, "torch.use_deterministic_algorithms on CUDA"),
+    "optimizer_impl": ("auto", "auto | fused | foreach | forloop"),
+    "stop_at_target": (False, "stop a run at the first evaluation at or below target_loss"),
+    "threads": (None, "intra-op CPU threads per run (default: torch's)"),
+}
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_DEVICE_RE = re.compile(r"^(cpu|auto|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A fully resolved run. ``run_id`` hashes every field except ``name``, ``axes`` and
+    ``search_path`` (which say where the run came from, not what it computes)."""
+
+    problem: str
+    problem_kwargs: dict[str, Any]
+    optimizer: str
+    optimizer_class: str
+    optimizer_kwargs: dict[str, Any]
+    lr: float
+    batch_size: int
+    full_batch: bool
+    device: str
+    seed: int
+    steps: int
+    epochs: int | None
+    steps_per_epoch: int
+    n_samples: int
+    shuffle: bool
+    init: str | list[float]
+    target_loss: float | None
+    eval_every: int
+    max_seconds: float | None
+    schedule: dict[str, Any]
+    divergence_factor: float
+    deterministic: bool
+    optimizer_impl: str
+    stop_at_target: bool
+    threads: int | None
+    engine: str = "eager"
+    name: str = field(default="", compare=False)
+    axes: dict[str, Any] = field(default_factory=dict, compare=False)
+    search_path: str | None = field(default=None, compare=False)
+
+    _NOT_HASHED = ("name", "axes", "search_path")
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that define what the run computes."""
+        d = asdict(self)
+        for key in self._NOT_HASHED:
+            d.pop(key)
+        return d
+
+    @property
+    def run_id(self) -> str:
+        return _digest({**self.identity(), "schema_version": SCHEMA_VERSION})
+
+    @property
+    def config_id(self) -> str:
+        """Like ``run_id`` but without the seed: runs that differ only in seed share it."""
+        d = self.identity()
+        d.pop("seed")
+        return _digest({**d, "schema_version": SCHEMA_VERSION})
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunSpec:
+        d = json.loads(text)
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
+
+def _digest(d: dict[str, Any]) -> str:
+    canonical = json.dumps(d, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A loaded grid: its name, source text and expanded runs."""
+
+    name: str
+    path: Path
+    text: str
+    runs: list[RunSpec]
+    axes: list[str]  # keys that vary across runs, in grid order
+
+
+# ---------------------------------------------------------------------------------------------
+# small checkers; each raises ValueError(message) and the caller adds the location
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _int(v: Any, minimum: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(f"must be an integer, got {v!r}")
+    if v < minimum:
+        raise ValueError(f"must be >= {minimum}, got {v}")
+    return v
+
+
+def _positive(v: Any) -> float:
+    if not _is_number(v):
+        raise ValueError(f"must be a number, got {v!r}")
+    if not math.isfinite(v) or v <= 0:
+        raise ValueError(f"must be > 0, got {v}")
+    return float(v)
+
+
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError(f"must be true or false, got {v!r}")
+    return v
+
+
+class _Ctx:
+    """Turns a ValueError/KeyedError into a GridError at a location in one file."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+
+    def fail(self, key: str | None, message: str) -> GridError:
+        return GridError(self.file, key, message)
+
+    def check(self, key: str, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except KeyedError as e:
+            raise self.fail(f"{key}.{e.key}", e.message) from None
+        except ValueError as e:
+            raise self.fail(key, str(e)) from None
+
+    def table(self, data: dict[str, Any], key: str) -> dict[str, Any]:
+        value = data.get(key, {})
+        if not isinstance(value, dict):
+            raise self.fail(key, f"must be a table ([{key}]), got {type(value).__name__}")
+        return value
+
+
+# ---------------------------------------------------------------------------------------------
+# sections
+
+
+def _check_train(ctx: _Ctx, train: dict[str, Any]) -> dict[str, Any]:
+    for key in train:
+        if key not in TRAIN_KEYS:
+            raise ctx.fail(f"train.{key}", f"unknown key (allowed: {', '.join(TRAIN_KEYS)})")
+    out = {key: train.get(key, default) for key, (default, _) in TRAIN_KEYS.items()}
+    if (out["epochs"] is None) == (out["steps"] is None):
+        which = "both" if out["epochs"] is not None else "neither"
+        raise ctx.fail("train", f"give exactly one of epochs or steps, got {which}")
+    for key in ("epochs", "steps"):
+        if out[key] is not None:
+            out[key] = ctx.check(f"train.{key}", _int, out[key], 1)
+    for key in ("shuffle", "deterministic", "stop_at_target"):
+        out[key] = ctx.check(f"train.{key}", _bool, out[key])
+    init = out["init"]
+    if isinstance(init, list):
+        if not init or not all(_is_number(v) and math.isfinite(v) for v in init):
+            raise ctx.fail(
+                "train.init", f"must be a non-empty list of finite numbers, got {init!r}"
+            )
+        out["init"] = [float(v) for v in init]
+    elif init not in ("default", "zeros"):
+        raise ctx.fail(
+            "train.init", f'must be "default", "zeros" or a list of numbers, got {init!r}'
+        )
+    if out["target_loss"] is not None:
+        if not _is_number(out["target_loss"]) or not math.isfinite(out["target_loss"]):
+            raise ctx.fail("train.target_loss", f"must be a number, got {out['target_loss']!r}")
+        out["target_loss"] = float(out["target_loss"])
+    if out["eval_every"] is not None:
+        out["eval_every"] = ctx.check("train.eval_every", _int, out["eval_every"], 0)
+    if out["max_seconds"] is not None:
+        out["max_seconds"] = ctx.check("train.max_seconds", _positive, out["max_seconds"])
+    factor = out["divergence_factor"]
+    if not _is_number(factor) or not factor > 1:
+        raise ctx.fail("train.divergence_factor", f"must be a number > 1, got {factor!r}")
+    out["divergence_factor"] = float(factor)
+    if out["optimizer_impl"] not in IMPLS:
+        raise ctx.fail(
+            "train.optimizer_impl",
+            f"must be one of {', '.join(IMPLS)}, got {out['optimizer_impl']!r}",
+        )
+    if out["threads"] is not None:
+        out["threads"] = ctx.check("train.threads", _int, out["threads"], 1)
+    if out["stop_at_target"] and out["target_loss"] is None:
+        raise ctx.fail("train.stop_at_target", "needs train.target_loss")
+    return out
+
+
+def _check_schedule(value: Any) -> tuple[str, dict[str, Any]]:
+    if isinstance(value, str):
+        return value, {}
+    if isinstance(value, dict) and isinstance(value.get("name"), str):
+        params = dict(value)
+        return params.pop("name"), params
+    raise ValueError(f"must be a schedule name or a table with a name, got {value!r}")
+
+
+def _check_presets(ctx: _Ctx, table: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
+    from sgdbench import optimizers as opt
+
+    presets = {
+        name: (p["type"], {k: v for k, v in p.items() if k != "type"})
+        for name, p in opt.BUILTIN_PRESETS.items()
+    }
+    for name, body in table.items():
+        key = f"optimizers.{name}"
+        if not isinstance(body, dict):
+            raise ctx.fail(key, f"must be a table ([{key}])")
+        cls = body.get("type")
+        if not isinstance(cls, str):
+            raise ctx.fail(f"{key}.type", 'required: a torch.optim class name such as "SGD"')
+        if cls.lower() not in opt.optimizer_classes():
+            raise ctx.fail(f"{key}.type", f"unknown torch.optim class {cls!r}")
+        cls = opt.optimizer_class(cls).__name__
+        kwargs = {}
+        for k, v in body.items():
+            if k == "type":
+                continue
+            if k == "lr":
+                raise ctx.fail(f"{key}.lr", "set learning rates in [grid] (lr = [...])")
+            kwargs[k] = ctx.check(f"{key}.{k}", opt.normalize_kwarg, cls, k, v)
+        presets[name] = (cls, kwargs)
+    return presets
+
+
+def _resolve_optimizer(
+    name: str, presets: dict[str, tuple[str, dict[str, Any]]]
+) -> tuple[str, dict[str, Any]]:
+    from sgdbench import optimizers as opt
+
+    if name in presets:
+        return presets[name]
+    if name.lower() in opt.optimizer_classes():
+        return opt.optimizer_class(name).__name__, {}
+    known = sorted(set(presets) | {c.__name__ for c in opt.optimizer_classes().values()})
+    raise ValueError(
+        f"unknown optimizer {name!r} (torch.optim classes or presets: {', '.join(known)})"
+    )
+
+
+def _check_axis_value(key: str, value: Any, presets: dict[str, Any]) -> Any:
+    """Normalize one value of a grid axis; optimizer keywords are checked per run later."""
+    if key == "optimizer":
+        if not isinstance(value, str):
+            raise ValueError(f"must be an optimizer name, got {value!r}")
+        _resolve_optimizer(value, presets)
+        return value
+    if key == "lr":
+        return _positive(value)
+    if key == "batch_size":
+        if value == "full":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f'must be an integer >= 1 or "full", got {value!r}')
+        if value < 1:
+            raise ValueError(f"must be >= 1, got {value}")
+        return value
+    if key == "device":
+        if not isinstance(value, str) or not _DEVICE_RE.match(value):
+            raise ValueError(f'must be "cpu", "cuda", "cuda:N" or "auto", got {value!r}')
+        return value
+    if key == "seed":
+        return _int(value, 0)
+    if key == "schedule":
+        _check_schedule(value)
+        return value
+    if isinstance(value, dict):
+        raise ValueError(f"must be a number, string, boolean or list, got a table {value!r}")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# expansion
+
+Combo = dict[str, tuple[Any, str]]  # key -> (value, location of that value in the file)
+
+
+def _axes(
+    ctx: _Ctx, grid: dict[str, Any], presets: dict[str, Any]
+) -> dict[str, list[tuple[Any, str]]]:
+    from sgdbench.optimizers import tuple_keywords
+
+    tuple_keys = tuple_keywords()
+    axes: dict[str, list[tuple[Any, str]]] = {}
+    for key, raw in grid.items():
+        # A tuple keyword (betas): a flat list is one value, a list of lists is an axis.
+        one_tuple = (
+            key in tuple_keys
+            and isinstance(raw, list)
+            and not any(isinstance(v, list) for v in raw)
+        )
+        if isinstance(raw, list) and not one_tuple:
+            if not raw:
+                raise ctx.fail(f"grid.{key}", "empty axis: give at least one value")
+            values = [
+                (
+                    ctx.check(f"grid.{key}[{i}]", _check_axis_value, key, v, presets),
+                    f"grid.{key}[{i}]",
+                )
+                for i, v in enumerate(raw)
+            ]
+        else:
+            values = [
+                (ctx.check(f"grid.{key}", _check_axis_value, key, raw, presets), f"grid.{key}")
+            ]
+        axes[key] = values
+    if "lr" not in axes:
+        raise ctx.fail("grid.lr", "required: the learning rate(s), e.g. lr = [0.01, 0.1]")
+    axes.setdefault("optimizer", [("sgd", "grid.optimizer")])
+    axes.setdefault("seed", [(0, "grid.seed")])
+    axes.setdefault("device", [("cpu", "grid.device")])
+    return axes
+
+
+def _entries(
+    ctx: _Ctx, data: dict[str, Any], section: str, axes: dict[str, Any], presets: dict[str, Any]
+) -> list[dict[str, tuple[Any, str]]]:
+    raw = data.get(section, [])
+    if not isinstance(raw, list) or not all(isinstance(e, dict) for e in raw):
+        raise ctx.fail(section, f"must be an array of tables ([[{section}]])")
+    out = []
+    for i, entry in enumerate(raw):
+        if not entry:
+            raise ctx.fail(f"{section}[{i}]", "is empty")
+        checked = {}
+        for key, value in entry.items():
+            loc = f"{section}[{i}].{key}"
+            if section == "exclude" and key not in axes:
+                raise ctx.fail(loc, f"not a [grid] key (grid keys: {', '.join(axes)})")
+            checked[key] = (ctx.check(loc, _check_axis_value, key, value, presets), loc)
+        out.append(checked)
+    return out
+
+
+def _expand(
+    axes: dict[str, list[tuple[Any, str]]], excludes: list[Combo], includes: list[Combo]
+) -> list[Combo]:
+    keys = list(axes)
+    combos: list[Combo] = [
+        dict(zip(keys, vals, strict=True)) for vals in itertools.product(*axes.values())
+    ]
+    combos = [
+        c
+        for c in combos
+        if not any(all(c[k][0] == v for k, (v, _) in ex.items()) for ex in excludes)
+    ]
+    original = set(keys)
+    for inc in includes:
+        matched = False
+        for c in combos:
+            if all(c[k][0] == v for k, (v, _) in inc.items() if k in original and k in c):
+                c.update({k: v for k, v in inc.items() if k not in original})
+                matched = True
+        if not matched:
+            # A new combination: it runs for every value of the axes it does not name
+            # (so an included configuration gets every seed and device of the grid).
+            free = [k for k in keys if k not in inc]
+            for vals in itertools.product(*(axes[k] for k in free)):
+                combos.append({**dict(zip(free, vals, strict=True)), **inc})
+    return combos
+
+
+def _default_eval_every(steps: int, epochs: int | None, steps_per_epoch: int) -> int:
+    """Every epoch when the budget is in epochs, thinned to at most ~100 evaluations."""
+    if epochs is not None:
+        return steps_per_epoch * max(1, math.ceil(epochs / 100))
+    return max(1, math.ceil(steps / 100))
+
+
+def load_grid(path: str | Path, *, engine: str = "eager") -> Grid:
+    """Read, validate and expand a grid file. Raises ``GridError`` (exit code 2) on bad input."""
+    import torch
+
+    from sgdbench import optimizers as opt
+    from sgdbench import schedules
+    from sgdbench.problems.factory import build_problem, parameter_count
+    from sgdbench.problems.registry import is_function_problem, is_plugin, resolve_params
+
+    file = str(path)
+    ctx = _Ctx(file)
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ctx.fail(None, "no such file") from None
+    except IsADirectoryError:
+        raise ctx.fail(None, "is a folder, not a grid file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ctx.fail(None, f"cannot read: {e}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ctx.fail(None, f"TOML syntax error: {e}") from None
+    for key in data:
+        if key not in TOP_KEYS:
+            raise ctx.fail(key, f"unknown key or section (allowed: {', '.join(TOP_KEYS)})")
+
+    name = data.get("name", path.stem)
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ctx.fail("name", f"must be letters, digits, '_', '-' or '.', got {name!r}")
+    if "description" in data and not isinstance(data["description"], str):
+        raise ctx.fail("description", "must be a string")
+
+    problem_table = ctx.table(data, "problem")
+    problem_name = problem_table.get("name")
+    if not isinstance(problem_name, str) or not problem_name:
+        raise ctx.fail(
+            "problem.name", 'required: a built-in problem, "file", or "pkg.module:function"'
+        )
+    raw_kwargs = {k: v for k, v in problem_table.items() if k != "name"}
+    base_dir = path.resolve().parent
+    problem_kwargs = ctx.check("problem", resolve_params, problem_name, raw_kwargs, base_dir)
+    train = _check_train(ctx, ctx.table(data, "train"))
+    presets = _check_presets(ctx, ctx.table(data, "optimizers"))
+    grid_table = ctx.table(data, "grid")
+    axes = _axes(ctx, grid_table, presets)
+    excludes = _entries(ctx, data, "exclude", axes, presets)
+    includes = _entries(ctx, data, "include", axes, presets)
+    combos = _expand(axes, excludes, includes)
+    if not combos:
+        raise ctx.fail("exclude", "excludes every run: nothing left to run")
+
+    # Build the problem once (seed 0) to learn its size: batch sizes and init are checked now,
+    # not an hour into the grid.
+    try:
+        problem = build_problem(problem_name, problem_kwargs, 0, str(base_dir))
+    except KeyedError as e:
+        raise ctx.fail(f"problem.{e.key}", e.message) from None
+    except Exception as e:
+        what = "cannot import plug-in" if is_plugin(problem_name) else "cannot build problem"
+        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ctx.fail("problem.name", f"{what} {problem_name!r}: {detail}") from None
+    n_samples = problem.n_samples
+    function_problem = problem.task == "function" or is_function_problem(problem_name)
+    n_params = parameter_count(problem)
+    if n_params == 0:
+        raise ctx.fail("problem.name", f"{problem_name!r} has no trainable parameters")
+    if isinstance(train["init"], list) and len(train["init"]) != n_params:
+        raise ctx.fail(
+            "train.init", f"has {len(train['init'])} values, the model has {n_params} parameters"
+        )
+
+    cuda = torch.cuda.is_available()
+    keys = list(dict.fromkeys(k for c in combos for k in c))
+    varying = [k for k in keys if len({repr(c[k][0]) if k in c else None for c in combos}) > 1]
+
+    runs: dict[str, RunSpec] = {}
+    for combo in combos:
+        opt_name, opt_loc = combo["optimizer"]
+        cls, preset_kwargs = ctx.check(opt_loc, _resolve_optimizer, opt_name, presets)
+        kwargs = dict(preset_kwargs)
+        for key, (value, loc) in combo.items():
+            if key in FIXED_AXES:
+                continue
+            try:
+                kwargs[key] = opt.normalize_kwarg(cls, key, value)
+            except ValueError as e:
+                hint = (
+                    "; use [[exclude]] to skip these combinations"
+                    if "not a keyword" in str(e)
+                    else ""
+                )
+                raise ctx.fail(loc, f"{e}{hint}") from None
+        lr, _lr_loc = combo["lr"]
+        ctx.check(opt_loc, opt.check_constructible, cls, lr, kwargs)
+
+        bs, bs_loc = combo.get(
+            "batch_size", ("full" if function_problem else None, "grid.batch_size")
+        )
+        if bs is None:
+            raise ctx.fail("grid.batch_size", 'required for data problems: an integer or "full"')
+        if function_problem and bs != "full":
+            raise ctx.fail(bs_loc, f'function problems take only batch_size = "full", got {bs}')
+        if bs != "full" and bs > n_samples:
+            raise ctx.fail(bs_loc, f"{bs} is larger than the {n_samples} training samples")
+        full = bs == "full" or bs == n_samples
+        batch_size = n_samples if bs == "full" else bs
+        steps_per_epoch = 1 if function_problem else math.ceil(n_samples / batch_size)
+        steps = train["steps"] if train["steps"] is not None else train["epochs"] * steps_per_epoch
+
+        sched_value, sched_loc = combo.get("schedule", (train["schedule"], "train.schedule"))
+        sched_name, sched_params = ctx.check(sched_loc, _check_schedule, sched_value)
+        schedule = ctx.check(sched_loc, schedules.resolve, sched_name, sched_params, steps)
+
+        device, _ = combo["device"]
+        if device == "auto":
+            device = "cuda" if cuda else "cpu"
+        eval_every = train["eval_every"]
+        if eval_every is None:
+            eval_every = _default_eval_every(steps, train["epochs"], steps_per_epoch)
+
+        spec = RunSpec(
+            problem=problem_name,
+            problem_kwargs=problem_kwargs,
+            optimizer=opt_name,
+            optimizer_class=cls,
+            optimizer_kwargs=opt.json_safe(kwargs),
+            lr=lr,
+            batch_size=batch_size,
+            full_batch=full,
+            device=device,
+            seed=combo["seed"][0],
+            steps=steps,
+            epochs=train["epochs"],
+            steps_per_epoch=steps_per_epoch,
+            n_samples=n_samples,
+            shuffle=train["shuffle"],
+            init=train["init"],
+            target_loss=train["target_loss"],
+            eval_every=eval_every,
+            max_seconds=train["max_seconds"],
+            schedule=schedule,
+            divergence_factor=train["divergence_factor"],
+            deterministic=train["deterministic"],
+            optimizer_impl=train["optimizer_impl"],
+            stop_at_target=train["stop_at_target"],
+            threads=train["threads"],
+            engine=engine,
+            name=name,
+            axes={k: combo[k][0] for k in varying if k in combo},
+            search_path=str(base_dir),
+        )
+        runs.setdefault(spec.run_id, spec)  # an include may repeat a combination: run it once
+    return Grid(name=name, path=path, text=text, runs=list(runs.values()), axes=varying)
