@@ -78,7 +78,9 @@ def run_grid(
         dynamic_ncols=True,
     )
     try:
-        for spec, traj in executors.get(executor)(todo):
+        from sgdbench.engine import plan
+
+        for spec, traj in executors.get(executor)(plan(todo)):
             store.commit(spec, traj, environment["git_sha"])
             outcome.counts[traj.status] += 1
             if traj.status == "failed":
