@@ -14,6 +14,10 @@ from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Tiny models run fastest on one intra-op thread, and OpenMP threads spinning against each other on
+# a loaded 2-core machine made single steps 10-30x slower. Subprocesses inherit this.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 @pytest.fixture
 def write_grid(tmp_path: Path) -> Callable[..., Path]:
@@ -32,7 +36,9 @@ class CliResult:
         self.exit_code, self.stdout, self.stderr = code, stdout, stderr
 
     def __repr__(self) -> str:
-        return f"CliResult(exit_code={self.exit_code}, stdout={self.stdout!r}, stderr={self.stderr!r})"
+        return (
+            f"CliResult(exit_code={self.exit_code}, stdout={self.stdout!r}, stderr={self.stderr!r})"
+        )
 
 
 def cli(*args: str | Path, cwd: Path | None = None) -> CliResult:
@@ -49,9 +55,19 @@ def cli(*args: str | Path, cwd: Path | None = None) -> CliResult:
     return CliResult(result.exit_code, result.stdout, result.stderr)
 
 
-def cli_subprocess(*args: str | Path, cwd: Path | None = None, timeout: float = 300,
-                   env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli_subprocess(
+    *args: str | Path,
+    cwd: Path | None = None,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m sgdbench ARGS`` in a fresh interpreter using this checkout's package."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "sgdbench", *map(str, args)], cwd=cwd,
-                          env=full_env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "sgdbench", *map(str, args)],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
