@@ -114,6 +114,8 @@ def run(
             f"  failed {run_id}: {message} (traceback: {out_dir}/logs/{run_id}.log)",
             file=sys.stderr,
         )
+    if outcome.interrupted:
+        print("sgdbench: interrupted; finished runs are kept, rerun to continue", file=sys.stderr)
     if outcome.stopped_early:
         print("sgdbench: stopped at the first failure (--fail-fast)", file=sys.stderr)
     raise typer.Exit(outcome.exit_code)

@@ -1,14 +1,25 @@
-"""Drive a grid: skip finished runs, execute the rest, commit each result as it arrives."""
+"""Drive a grid: lock the folder, skip finished runs, execute the rest, commit each result."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import signal
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
-from sgdbench.errors import UsageError
+from sgdbench.errors import SgdbenchError, UsageError
 from sgdbench.spec import Grid, RunSpec
+
+
+class WriteError(SgdbenchError):
+    """Results could not be written (disk full, permissions): exit 1, earlier results intact."""
+
+    exit_code = 1
 
 
 @dataclass
@@ -21,9 +32,12 @@ class GridOutcome:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (run_id, message)
     stalled: list[tuple[str, str]] = field(default_factory=list)
     stopped_early: bool = False  # --fail-fast
+    interrupted: bool = False  # Ctrl-C
 
     @property
     def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
         return 1 if self.counts["failed"] else 0
 
 
@@ -40,6 +54,37 @@ def pending_runs(grid: Grid, completed: set[str], force: bool) -> list[RunSpec]:
     return [s for s in grid.runs if force or s.run_id not in completed]
 
 
+class StopFlag:
+    """Set by the first Ctrl-C: the current run stops at its next window boundary (keeping a
+    checkpoint if it makes them). A second Ctrl-C interrupts at once."""
+
+    def __init__(self) -> None:
+        self.set = False
+
+    def __call__(self) -> bool:
+        return self.set
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self.set = True
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            print(
+                "\nsgdbench: stopping after the current window (Ctrl-C again to abort)",
+                file=sys.stderr,
+            )
+
+        try:
+            previous = signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not the main thread: leave signals alone
+            yield
+            return
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
 def run_grid(
     grid: Grid,
     out_dir: Path,
@@ -50,18 +95,49 @@ def run_grid(
     progress: bool = True,
 ) -> GridOutcome:
     """Run every pending run of ``grid`` into ``out_dir``."""
-    from tqdm import tqdm
-
-    from sgdbench import env, executors
-    from sgdbench.store import ResultsStore
+    from sgdbench.lock import ResultsLock
 
     prepare_out_dir(out_dir)
+    with ResultsLock(out_dir):
+        try:
+            return _run_locked(
+                grid,
+                out_dir,
+                force=force,
+                executor=executor,
+                fail_fast=fail_fast,
+                progress=progress,
+            )
+        except OSError as e:
+            where = e.filename or out_dir
+            raise WriteError(
+                f"{where}: cannot write results: {e.strerror or e} (finished runs are kept)"
+            ) from None
+
+
+def _run_locked(
+    grid: Grid, out_dir: Path, *, force: bool, executor: str, fail_fast: bool, progress: bool
+) -> GridOutcome:
+    from tqdm import tqdm
+
+    from sgdbench import checkpoint, env, executors
+    from sgdbench.engine import plan
+    from sgdbench.engine.eager import StopRequested
+    from sgdbench.store import ResultsStore
+
     store = ResultsStore(out_dir)
     store.create()
     store.clean_orphans()
     environment = env.collect(grid.path.resolve().parent)
     store.write_meta(grid.text, environment)
     todo = pending_runs(grid, store.completed_ids(), force)
+    ckpt_dir = str((out_dir / checkpoint.CHECKPOINT_DIR).resolve())
+    todo = [
+        dataclasses.replace(s, checkpoint_dir=ckpt_dir) if s.checkpoint_every else s for s in todo
+    ]
+    if force:
+        for spec in todo:  # --force means from scratch, not from a checkpoint
+            checkpoint.remove(spec)
     outcome = GridOutcome(total=len(grid.runs), already_complete=len(grid.runs) - len(todo))
     if outcome.already_complete:
         print(
@@ -77,21 +153,28 @@ def run_grid(
         disable=not progress or not sys.stderr.isatty(),
         dynamic_ncols=True,
     )
+    stop = StopFlag()
     try:
-        from sgdbench.engine import plan
-
-        for spec, traj in executors.get(executor)(plan(todo)):
-            store.commit(spec, traj, environment["git_sha"])
-            outcome.counts[traj.status] += 1
-            if traj.status == "failed":
-                outcome.failures.append((traj.run_id, traj.message))
-            elif traj.status == "stalled":
-                outcome.stalled.append((traj.run_id, traj.message))
-            bar.update(1)
-            bar.set_postfix({k: v for k, v in sorted(outcome.counts.items())}, refresh=False)
-            if fail_fast and traj.status == "failed":
-                outcome.stopped_early = True
-                break
+        with stop.installed():
+            for spec, traj in executors.get(executor)(plan(todo), should_stop=stop):
+                store.commit(spec, traj, environment["git_sha"])
+                if not spec.keep_checkpoints:
+                    checkpoint.remove(spec)
+                outcome.counts[traj.status] += 1
+                if traj.status == "failed":
+                    outcome.failures.append((traj.run_id, traj.message))
+                elif traj.status == "stalled":
+                    outcome.stalled.append((traj.run_id, traj.message))
+                bar.update(1)
+                bar.set_postfix(dict(sorted(outcome.counts.items())), refresh=False)
+                if fail_fast and traj.status == "failed":
+                    outcome.stopped_early = True
+                    break
+                if stop.set:
+                    outcome.interrupted = True
+                    break
+    except (StopRequested, KeyboardInterrupt):
+        outcome.interrupted = True
     finally:
         bar.close()
     return outcome

@@ -41,6 +41,9 @@ TRAIN_KEYS: dict[str, tuple[Any, str]] = {
     "optimizer_impl": ("auto", "auto | fused | foreach | forloop"),
     "stop_at_target": (False, "stop a run at the first evaluation at or below target_loss"),
     "threads": (None, "intra-op CPU threads per run (default: torch's)"),
+    "checkpoint_every": (0, "steps between checkpoints a killed run resumes from (0: none)"),
+    "keep_checkpoints": (False, "keep the last checkpoint of a finished run"),
+    "save_model": (False, "save the final model state to models/<run_id>.pt"),
 }
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -78,11 +81,24 @@ class RunSpec:
     stop_at_target: bool
     threads: int | None
     engine: str = "eager"
+    # Where the run came from and how it is kept, not what it computes: not part of run_id.
+    checkpoint_every: int = field(default=0, compare=False)
+    keep_checkpoints: bool = field(default=False, compare=False)
+    save_model: bool = field(default=False, compare=False)
     name: str = field(default="", compare=False)
     axes: dict[str, Any] = field(default_factory=dict, compare=False)
     search_path: str | None = field(default=None, compare=False)
+    checkpoint_dir: str | None = field(default=None, compare=False)  # set by the runner
 
-    _NOT_HASHED = ("name", "axes", "search_path")
+    _NOT_HASHED = (
+        "checkpoint_every",
+        "keep_checkpoints",
+        "save_model",
+        "name",
+        "axes",
+        "search_path",
+        "checkpoint_dir",
+    )
 
     def identity(self) -> dict[str, Any]:
         """The fields that define what the run computes."""
@@ -196,7 +212,7 @@ def _check_train(ctx: _Ctx, train: dict[str, Any]) -> dict[str, Any]:
     for key in ("epochs", "steps"):
         if out[key] is not None:
             out[key] = ctx.check(f"train.{key}", _int, out[key], 1)
-    for key in ("shuffle", "deterministic", "stop_at_target"):
+    for key in ("shuffle", "deterministic", "stop_at_target", "keep_checkpoints", "save_model"):
         out[key] = ctx.check(f"train.{key}", _bool, out[key])
     init = out["init"]
     if isinstance(init, list):
@@ -226,6 +242,7 @@ def _check_train(ctx: _Ctx, train: dict[str, Any]) -> dict[str, Any]:
             "train.optimizer_impl",
             f"must be one of {', '.join(IMPLS)}, got {out['optimizer_impl']!r}",
         )
+    out["checkpoint_every"] = ctx.check("train.checkpoint_every", _int, out["checkpoint_every"], 0)
     if out["threads"] is not None:
         out["threads"] = ctx.check("train.threads", _int, out["threads"], 1)
     if out["stop_at_target"] and out["target_loss"] is None:
@@ -563,6 +580,9 @@ def load_grid(path: str | Path, *, engine: str = "eager") -> Grid:
             stop_at_target=train["stop_at_target"],
             threads=train["threads"],
             engine=engine,
+            checkpoint_every=train["checkpoint_every"],
+            keep_checkpoints=train["keep_checkpoints"],
+            save_model=train["save_model"],
             name=name,
             axes={k: combo[k][0] for k in varying if k in combo},
             search_path=str(base_dir),

@@ -8,10 +8,8 @@ steps and evals files; files without a row are leftovers of a killed process and
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sgdbench import SCHEMA_VERSION
+from sgdbench.atomic import atomic_write, atomic_write_text, is_temporary
 from sgdbench.engine.trajectory import EVAL_COLUMNS, FINAL_STATUSES, Trajectory
 from sgdbench.spec import RunSpec
 
@@ -28,6 +27,7 @@ RUNS_FILE = "runs.parquet"
 STEPS_DIR = "steps"
 EVALS_DIR = "evals"
 LOGS_DIR = "logs"
+MODELS_DIR = "models"
 
 STEP_SCHEMA = pa.schema(
     [
@@ -101,38 +101,9 @@ RUN_SCHEMA = pa.schema(
         ("axes", pa.string()),
         ("spec", pa.string()),
         ("schema_version", pa.int64()),
+        ("resumed_from_step", pa.int64()),
     ]
 )
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write ``path`` via ``write(tmp)`` to a hidden temporary in the same folder, fsync, rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    _fsync_dir(path.parent)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def _write_table(path: Path, table: pa.Table) -> None:
@@ -207,6 +178,7 @@ def run_row(spec: RunSpec, traj: Trajectory, git_sha: str | None) -> dict[str, A
         "axes": json.dumps(spec.axes),
         "spec": spec.to_json(),
         "schema_version": SCHEMA_VERSION,
+        "resumed_from_step": info.get("resumed_from_step"),
     }
 
 
@@ -253,6 +225,14 @@ class ResultsStore:
         if traj.traceback:
             (self.root / LOGS_DIR).mkdir(exist_ok=True)
             atomic_write_text(self.root / LOGS_DIR / f"{traj.run_id}.log", traj.traceback)
+        if traj.model_state is not None:
+            import torch
+
+            (self.root / MODELS_DIR).mkdir(exist_ok=True)
+            state = traj.model_state
+            atomic_write(
+                self.root / MODELS_DIR / f"{traj.run_id}.pt", lambda tmp: torch.save(state, tmp)
+            )
         row = run_row(spec, traj, git_sha)
         rows = self.rows()
         rows[traj.run_id] = row
@@ -269,7 +249,7 @@ class ResultsStore:
                 continue
             for f in folder.iterdir():
                 orphan = f.suffix == ".parquet" and sub and f.stem not in known
-                if (f.name.startswith(".") and f.name.endswith(".tmp")) or orphan:
+                if is_temporary(f) or orphan:
                     f.unlink(missing_ok=True)
                     removed.append(f)
         return removed

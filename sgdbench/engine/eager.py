@@ -28,7 +28,7 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 import torch
 from torch import Tensor
 
-from sgdbench import optimizers, schedules
+from sgdbench import checkpoint, optimizers, schedules
 from sgdbench.engine import seeding
 from sgdbench.engine.trajectory import EVAL_COLUMNS, Trajectory
 from sgdbench.problems.base import Problem
@@ -314,6 +314,44 @@ def _train(
     clock = 0.0
     step = 0
     first_loss = math.nan
+    every = spec.checkpoint_every if checkpoint.path_for(spec) else 0
+
+    def save_checkpoint() -> None:
+        checkpoint.save(
+            spec,
+            {
+                "step": step,
+                "clock": clock,
+                "first_loss": first_loss,
+                "warmup_steps": traj.warmup_steps,
+                "warmup_s": traj.warmup_s,
+                "losses": torch.from_numpy(losses[:step].copy()),
+                "times": torch.from_numpy(times[:step].copy()),
+                "evals": {k: list(v) for k, v in evals.items()},
+                "model": problem.model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else {},
+                "rng_cpu": torch.get_rng_state(),
+                "rng_cuda": torch.cuda.get_rng_state(device) if cuda else torch.empty(0),
+            },
+        )
+
+    resumed = checkpoint.load(spec) if every else None
+    if resumed is not None:
+        # Into the freshly built model and optimizer: nothing survives in memory between tries.
+        problem.model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(resumed["scheduler"])
+        torch.set_rng_state(resumed["rng_cpu"])
+        if cuda:
+            torch.cuda.set_rng_state(resumed["rng_cuda"], device)
+        step, clock, first_loss = resumed["step"], resumed["clock"], resumed["first_loss"]
+        losses[:step] = resumed["losses"].numpy()
+        times[:step] = resumed["times"].numpy()
+        evals.update({k: list(v) for k, v in resumed["evals"].items()})
+        traj.warmup_steps, traj.warmup_s = resumed["warmup_steps"], resumed["warmup_s"]
+        traj.info["resumed_from_step"] = step
 
     def record_eval(at: int) -> dict[str, float]:
         result = evaluate(problem)
@@ -323,10 +361,13 @@ def _train(
             evals[col].append(result.get(col, math.nan))
         return result
 
-    record_eval(0)
-    before = [p.detach().clone() for p in params]
+    if step == 0:
+        record_eval(0)
+        before = [p.detach().clone() for p in params]
     status, message = "ok", ""
-    for end in window_ends(spec, warmup):
+    for end in window_ends(spec, warmup, every):
+        if end <= step:
+            continue
         # ---- hot loop: nothing here reads a value back from the device -----------------------
         pending: list[Tensor] = []
         sync(device)
@@ -372,13 +413,18 @@ def _train(
             status = "timeout"
             message = f"max_seconds {spec.max_seconds:g} reached after {step} of {n_steps} steps"
             break
-        if should_stop is not None and should_stop():
+        stop = should_stop is not None and should_stop()
+        if every and (step % every == 0 or stop) and step < n_steps:
+            save_checkpoint()
+        if stop:
             raise StopRequested
     if not evals["step"] or evals["step"][-1] != step:
         record_eval(step)
     traj.status, traj.message = status, message
     traj.losses, traj.time_s = losses[:step].copy(), times[:step].copy()
     traj.train_time_s = clock
+    if spec.save_model:
+        traj.model_state = {k: v.detach().cpu() for k, v in problem.model.state_dict().items()}
 
 
 def _divergence(

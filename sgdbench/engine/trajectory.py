@@ -35,6 +35,7 @@ class Trajectory:
     started_at: str = ""
     info: dict[str, Any] = field(default_factory=dict)  # optimizer_impl, device_name, threads, ...
     traceback: str | None = None
+    model_state: dict[str, Any] | None = None  # final model state_dict when spec.save_model
 
     @property
     def steps(self) -> int:

@@ -1,0 +1,72 @@
+"""Mid-run checkpoints: everything a killed run needs to continue bit for bit.
+
+A checkpoint holds the model's and the optimizer's ``state_dict`` (momentum buffers, Adam's
+moments and step counts), the scheduler's, the RNG states, the step reached, and the losses,
+times and evaluations so far. The data order needs nothing: an epoch's order is a function of
+(run seed, epoch). Checkpoints are written atomically and loaded with
+``torch.load(weights_only=True)``; one written for another spec or schema version is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sgdbench import SCHEMA_VERSION
+from sgdbench.atomic import atomic_write
+from sgdbench.spec import RunSpec
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+def path_for(spec: RunSpec) -> Path | None:
+    """Where ``spec``'s checkpoint lives, or None when it does not checkpoint."""
+    if not spec.checkpoint_every or not spec.checkpoint_dir:
+        return None
+    return Path(spec.checkpoint_dir) / f"{spec.run_id}.pt"
+
+
+def _identity(spec: RunSpec) -> str:
+    return json.dumps(spec.identity(), sort_keys=True)
+
+
+def save(spec: RunSpec, state: dict[str, Any]) -> None:
+    path = path_for(spec)
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        **state,
+        "run_id": spec.run_id,
+        "schema_version": SCHEMA_VERSION,
+        "spec": _identity(spec),
+    }
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load(spec: RunSpec) -> dict[str, Any] | None:
+    """The checkpoint for exactly this spec and schema, or None."""
+    path = path_for(spec)
+    if path is None or not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a foreign or corrupt file is not ours to resume from
+        return None
+    if (
+        not isinstance(state, dict)
+        or state.get("run_id") != spec.run_id
+        or state.get("schema_version") != SCHEMA_VERSION
+        or state.get("spec") != _identity(spec)
+    ):
+        return None
+    return state
+
+
+def remove(spec: RunSpec) -> None:
+    path = path_for(spec)
+    if path is not None:
+        path.unlink(missing_ok=True)
