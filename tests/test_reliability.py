@@ -1,0 +1,365 @@
+"""Crash safety, checkpoint resume, the results lock, Ctrl-C, write failures."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from sgdbench import checkpoint
+from sgdbench.engine import eager
+from sgdbench.metrics import loss_digest
+from sgdbench.spec import load_grid
+from tests.conftest import REPO, cli, cli_subprocess
+
+pytestmark = pytest.mark.slow
+
+DROPOUT_PLUGIN = """
+import torch
+from sgdbench import Problem
+def make():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(64, 4, generator=g)
+    y = X @ torch.tensor([1.0, -1.0, 0.5, 2.0])
+    model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Dropout(0.2),
+                                torch.nn.Linear(16, 1))
+    return Problem(model, lambda o, t: ((o.squeeze(-1) - t) ** 2).mean(), X, y)
+"""
+
+RESUME_GRID = """
+name = "resume"
+[problem]
+name = "dropout_plugin:make"
+[train]
+steps = 700
+checkpoint_every = 100
+schedule = "cosine"
+eval_every = 50
+[grid]
+optimizer = ["momentum", "adam"]
+lr = 0.01
+batch_size = 8
+"""
+
+
+@pytest.fixture
+def resume_specs(tmp_path):
+    (tmp_path / "dropout_plugin.py").write_text(DROPOUT_PLUGIN)
+    (tmp_path / "grid.toml").write_text(RESUME_GRID)
+    grid = load_grid(tmp_path / "grid.toml")
+    ckpt = str(tmp_path / "ckpt")
+    return [dataclasses.replace(s, checkpoint_dir=ckpt) for s in grid.runs]
+
+
+class StopAfter:
+    def __init__(self, windows: int) -> None:
+        self.left = windows
+
+    def __call__(self) -> bool:
+        self.left -= 1
+        return self.left < 0
+
+
+@pytest.mark.parametrize("index", [0, 1], ids=["sgd-momentum", "adam"])
+def test_resume_into_fresh_objects_is_bitwise_identical(resume_specs, index):
+    spec = resume_specs[index]
+    uninterrupted = eager.run(dataclasses.replace(spec, checkpoint_every=0))
+    assert uninterrupted.status == "ok" and uninterrupted.steps == 700
+
+    with pytest.raises(eager.StopRequested):
+        eager.run(spec, should_stop=StopAfter(windows=5))
+    saved = torch.load(checkpoint.path_for(spec), weights_only=True)
+    assert 0 < saved["step"] < 700
+    # Momentum buffers / Adam moments are in the checkpoint: the optimizer's state matters.
+    assert saved["optimizer"]["state"], "optimizer state missing from the checkpoint"
+
+    resumed = eager.run(spec)  # builds a new problem, model, optimizer and scheduler
+    assert resumed.info["resumed_from_step"] == saved["step"]
+    assert resumed.steps == 700
+    assert loss_digest(resumed.losses) == loss_digest(uninterrupted.losses)
+    assert resumed.evals["train_loss"] == uninterrupted.evals["train_loss"]
+    assert resumed.evals["step"] == uninterrupted.evals["step"]
+
+
+def test_resuming_without_the_optimizer_state_would_differ(resume_specs):
+    """The state_dict lesson: model state alone is not enough to continue Adam."""
+    spec = resume_specs[1]
+    uninterrupted = eager.run(dataclasses.replace(spec, checkpoint_every=0))
+    with pytest.raises(eager.StopRequested):
+        eager.run(spec, should_stop=StopAfter(windows=5))
+    path = checkpoint.path_for(spec)
+    state = torch.load(path, weights_only=True)
+    state["optimizer"]["state"] = {}
+    torch.save(state, path)
+    crippled = eager.run(spec)
+    assert crippled.info["resumed_from_step"] == state["step"]
+    assert loss_digest(crippled.losses) != loss_digest(uninterrupted.losses)
+
+
+def test_a_checkpoint_of_another_spec_or_schema_is_ignored(resume_specs):
+    a, b = resume_specs
+    with pytest.raises(eager.StopRequested):
+        eager.run(a, should_stop=StopAfter(windows=3))
+    os.replace(checkpoint.path_for(a), checkpoint.path_for(b))
+    assert checkpoint.load(b) is None
+    state = torch.load(checkpoint.path_for(b), weights_only=True)
+    state.update(run_id=b.run_id, spec=checkpoint._identity(b), schema_version=-1)
+    torch.save(state, checkpoint.path_for(b))
+    assert checkpoint.load(b) is None
+    assert "resumed_from_step" not in eager.run(b).info
+
+
+def test_checkpoints_never_unpickle_arbitrary_objects(resume_specs, tmp_path):
+    spec = resume_specs[0]
+    path = checkpoint.path_for(spec)
+    path.parent.mkdir(parents=True)
+    marker = tmp_path / "executed"
+    torch.save({"run_id": spec.run_id, "payload": _Evil(str(marker))}, path)
+    assert checkpoint.load(spec) is None
+    assert not marker.exists()
+
+
+class _Evil:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+# --- real processes --------------------------------------------------------------------------
+
+LONG_GRID = """
+name = "long"
+[problem]
+name = "linear"
+n_samples = 256
+n_features = 8
+[train]
+steps = 30000
+checkpoint_every = 1000
+eval_every = 1000
+[grid]
+optimizer = "adam"
+lr = 0.001
+batch_size = 4
+"""
+
+
+def start(args: list[str], cwd: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(extra_env or {})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "sgdbench", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(predicate, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.02)
+
+
+def reference_digests(tmp_path: Path, grid: str) -> dict[str, str]:
+    ref = tmp_path / "reference"
+    ref.mkdir(exist_ok=True)
+    (ref / "grid.toml").write_text(grid)
+    done = cli_subprocess("run", "grid.toml", "--out", "out", "-q", cwd=ref)
+    assert done.returncode == 0, done.stderr
+    return (
+        pd.read_parquet(ref / "out" / "runs.parquet").set_index("run_id")["loss_digest"].to_dict()
+    )
+
+
+def test_kill_9_inside_a_run_resumes_from_its_checkpoint(tmp_path):
+    expected = reference_digests(tmp_path, LONG_GRID)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "grid.toml").write_text(LONG_GRID)
+    proc = start(["run", "grid.toml", "--out", "out", "-q"], work)
+    ckpt = work / "out" / "checkpoints"
+    wait_for(lambda: ckpt.is_dir() and any(p.suffix == ".pt" for p in ckpt.iterdir()))
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (work / "out" / "runs.parquet").exists()  # killed mid-run: nothing committed
+    done = cli_subprocess("run", "grid.toml", "--out", "out", "-q", cwd=work)
+    assert done.returncode == 0, done.stderr
+    runs = pd.read_parquet(work / "out" / "runs.parquet")
+    assert runs["resumed_from_step"].item() >= 1000
+    assert runs.set_index("run_id")["loss_digest"].to_dict() == expected
+    assert len(pd.read_parquet(work / "out" / "steps")) == 30000
+    assert not list(ckpt.glob("*.pt"))  # removed once the run committed
+
+
+CRASH_GRID = """
+name = "crash"
+[problem]
+name = "linear"
+n_samples = 40
+n_features = 2
+[train]
+steps = 30
+[grid]
+lr = [0.01, 0.02, 0.03]
+batch_size = 4
+"""
+
+# Runs the CLI with os.replace patched to die (like kill -9) just before its Nth rename:
+# the temporary of that write is complete on disk, the real file is not there yet.
+CRASHER = """
+import os, sys
+real_replace, count = os.replace, [0]
+def replace(src, dst):
+    count[0] += 1
+    if count[0] == int(os.environ["CRASH_AT_RENAME"]):
+        os._exit(137)
+    real_replace(src, dst)
+os.replace = replace
+from sgdbench.cli import app
+app(sys.argv[1:])
+"""
+
+
+@pytest.fixture(scope="module")
+def crash_reference(tmp_path_factory) -> dict[str, str]:
+    return reference_digests(tmp_path_factory.mktemp("crash"), CRASH_GRID)
+
+
+@pytest.mark.parametrize("rename", [1, 3, 4, 5, 7, 9])
+def test_killed_during_a_write_leaves_a_consistent_folder_and_a_rerun_finishes(
+    tmp_path, rename, crash_reference
+):
+    # Renames: 1 grid.toml, 2 env.json, then per run: steps, evals, runs.parquet.
+    expected = crash_reference
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "grid.toml").write_text(CRASH_GRID)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CRASH_AT_RENAME": str(rename)}
+    crashed = subprocess.run(
+        [sys.executable, "-c", CRASHER, "run", "grid.toml", "--out", "out", "-q"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert crashed.returncode == 137, crashed.stderr
+    out = work / "out"
+    committed = set()
+    if (out / "runs.parquet").exists():
+        runs = pd.read_parquet(out / "runs.parquet")
+        committed = set(runs["run_id"])
+        steps = pd.read_parquet(out / "steps")
+        # every committed run has all its steps; a step file written just before the kill may
+        # exist without its row (an orphan the next run removes)
+        steps = steps[steps["run_id"].isin(committed)]
+        assert (
+            steps.groupby("run_id").size().to_dict() == runs.set_index("run_id")["steps"].to_dict()
+        )
+    assert len(committed) == max(0, (rename - 3) // 3)
+    done = cli_subprocess("run", "grid.toml", "--out", "out", "-q", cwd=work)
+    assert done.returncode == 0, done.stderr
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert len(runs) == 3 and runs["run_id"].is_unique
+    assert runs.set_index("run_id")["loss_digest"].to_dict() == expected
+    assert sorted(p.stem for p in (out / "steps").iterdir()) == sorted(expected)
+    assert not [p for p in out.rglob(".*.tmp")]
+
+
+def test_a_second_run_on_the_same_folder_is_refused(tmp_path):
+    (tmp_path / "grid.toml").write_text(LONG_GRID)
+    proc = start(["run", "grid.toml", "--out", "out", "-q"], tmp_path)
+    try:
+        wait_for(
+            lambda: (
+                (tmp_path / "out" / ".lock").exists()
+                and (tmp_path / "out" / ".lock").read_text().startswith("pid")
+            )
+        )
+        second = cli_subprocess("run", "grid.toml", "--out", "out", "-q", cwd=tmp_path)
+        assert second.returncode == 2
+        assert f"in use by pid {proc.pid}" in second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1
+    finally:
+        proc.kill()
+        proc.wait()
+    # The kernel dropped the dead owner's lock: the next run takes over the stale lock file.
+    assert (tmp_path / "out" / ".lock").read_text().startswith(f"pid {proc.pid}")
+    (tmp_path / "small.toml").write_text(CRASH_GRID)
+    third = cli("run", "small.toml", "--out", "out", "-q", cwd=tmp_path)
+    assert third.exit_code == 0, third
+
+
+def test_ctrl_c_keeps_finished_runs_and_exits_130(tmp_path):
+    grid = CRASH_GRID.replace("steps = 30", "steps = 20000\ncheckpoint_every = 500")
+    (tmp_path / "grid.toml").write_text(grid)
+    proc = start(["run", "grid.toml", "--out", "out", "-q"], tmp_path)
+    runs_file = tmp_path / "out" / "runs.parquet"
+    wait_for(runs_file.exists)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    finished = pd.read_parquet(runs_file)
+    assert 1 <= len(finished) < 3 and set(finished["status"]) == {"ok"}
+    # the interrupted run left a checkpoint at the window where it stopped
+    assert list((tmp_path / "out" / "checkpoints").glob("*.pt"))
+    done = cli_subprocess("run", "grid.toml", "--out", "out", "-q", cwd=tmp_path)
+    assert done.returncode == 0
+    assert len(pd.read_parquet(runs_file)) == 3
+
+
+def test_a_full_disk_is_a_clear_error_and_keeps_earlier_results(tmp_path):
+    (tmp_path / "grid.toml").write_text(CRASH_GRID)
+    first = cli("run", "grid.toml", "--out", "out", "-q", cwd=tmp_path)
+    assert first.exit_code == 0
+    before = (tmp_path / "out" / "runs.parquet").read_bytes()
+    bigger = CRASH_GRID.replace("steps = 30", "steps = 5000")
+    (tmp_path / "grid.toml").write_text(bigger)
+    # RLIMIT_FSIZE makes writes past 48 KiB fail with EFBIG, as a full disk fails with ENOSPC.
+    code = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (48 * 1024, 48 * 1024))\n"
+        "from sgdbench.cli import app\napp(sys.argv[1:])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", code, "run", "grid.toml", "--out", "out", "-q"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot write results" in lines[0], done.stderr
+    assert (tmp_path / "out" / "runs.parquet").read_bytes() == before
+
+
+def test_keep_checkpoints_and_save_model(tmp_path):
+    grid = CRASH_GRID.replace(
+        "steps = 30",
+        "steps = 30\ncheckpoint_every = 10\nkeep_checkpoints = true\nsave_model = true",
+    )
+    (tmp_path / "grid.toml").write_text(textwrap.dedent(grid))
+    assert cli("run", "grid.toml", "--out", "out", "-q", cwd=tmp_path).exit_code == 0
+    runs = pd.read_parquet(tmp_path / "out" / "runs.parquet")
+    for run_id in runs["run_id"]:
+        assert (tmp_path / "out" / "checkpoints" / f"{run_id}.pt").is_file()
+        state = torch.load(tmp_path / "out" / "models" / f"{run_id}.pt", weights_only=True)
+        assert set(state) == {"weight", "bias"} and state["weight"].shape == (1, 2)
