@@ -138,28 +138,44 @@ def _print_dry_run(grid: object) -> None:
 @app.command()
 def report(
     results: Annotated[Path, typer.Argument(help="results folder")] = Path("results"),
-    by: Annotated[str | None, typer.Option(help="group by these columns, comma-separated")] = None,
+    by: Annotated[
+        str | None,
+        typer.Option(help="group by these columns instead of per configuration, e.g. optimizer,lr"),
+    ] = None,
     best: Annotated[
-        bool, typer.Option("--best", help="best lr per optimizer x batch size")
+        bool,
+        typer.Option(
+            "--best", help="per optimizer x batch size x device, the lr reaching target fastest"
+        ),
     ] = False,
     fmt: Annotated[
-        ReportFormat, typer.Option("--format", help="output format")
+        ReportFormat, typer.Option("--format", help="table | markdown | csv | json")
     ] = ReportFormat.table,
-    sort: Annotated[str | None, typer.Option(help="sort by this column")] = None,
+    sort: Annotated[
+        str | None,
+        typer.Option(help="sort by this column (-COL: descending), e.g. steps_to_target"),
+    ] = None,
     target_loss: Annotated[
-        float | None, typer.Option(help="recompute convergence for this target")
+        float | None, typer.Option(help="recompute time to target for this loss, from the evals")
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Summarize a results folder: convergence speed and throughput per configuration.
+    """Summarize a results folder: one row per configuration, median and IQR over seeds.
 
-    Example: sgdbench report results/quickstart --format markdown
+    Example: sgdbench report results/quickstart --best --format markdown
     """
     try:
         from sgdbench import report as report_mod
 
+        color = fmt is ReportFormat.table and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
         text = report_mod.render(
-            results, by=by, best=best, fmt=fmt.value, sort=sort, target_loss=target_loss
+            results,
+            by=by,
+            best=best,
+            fmt=fmt.value,
+            sort=sort,
+            target_loss=target_loss,
+            color=color,
         )
     except SgdbenchError as e:
         raise _fail(e, verbose) from None
