@@ -262,7 +262,8 @@ def summarize_runs(runs: pd.DataFrame, group_by: Sequence[str] | None = None) ->
             reached=len(reached) if len(target) else -1,
         )
         for c in TARGET_COLUMNS:
-            row[f"{c}_median"] = quantiles(reached[c].to_numpy(np.float64, na_value=np.nan))[1]
+            q25, q50, q75 = quantiles(reached[c].to_numpy(np.float64, na_value=np.nan))
+            row.update({f"{c}_median": q50, f"{c}_q25": q25, f"{c}_q75": q75})
         for c in ("steps_per_s", "samples_per_s", "final_val_accuracy"):
             row[f"{c}_median"] = quantiles(trained[c].to_numpy(np.float64, na_value=np.nan))[1]
         row["run_ids"] = list(g["run_id"])
