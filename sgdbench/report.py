@@ -233,7 +233,8 @@ def summarize_runs(runs: pd.DataFrame, group_by: Sequence[str] | None = None) ->
     frame = label_columns(runs, labels)
     frame["config_id"] = runs["config_id"].to_numpy()
     rows = []
-    for _, idx in frame.groupby(keys, sort=False, dropna=False).groups.items():
+    grouper = keys if len(keys) > 1 else keys[0]
+    for _, idx in frame.groupby(grouper, sort=False, dropna=False).groups.items():
         g = runs.loc[idx]
         trained = g[g["status"].isin(TRAINED)]
         final = trained["final_loss"].to_numpy(dtype=np.float64, na_value=np.nan).copy()
