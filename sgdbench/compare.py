@@ -1,7 +1,8 @@
 """``sgdbench compare BASE NEW``: per-configuration changes between two results folders.
 
 Configurations are matched by the values of their grid axes (seed excluded): the union of both
-folders' axes, a value a folder does not vary read from its run spec. Both sides are summarized
+folders' axes, a value a folder does not vary read from its run spec; the problem (with its
+parameters), optimizer and batch size must match too. Both sides are summarized
 by ``report.summarize_runs``, so the numbers compared are the report's medians. A change worse
 than the threshold in throughput (steps/s), steps or seconds to target, or final loss, or fewer
 seeds reaching target, is a regression: ``sgdbench compare`` then exits 1.
@@ -22,6 +23,8 @@ from sgdbench import report
 from sgdbench.errors import UsageError
 
 COMPARE_SCHEMA_VERSION = 1
+# Matched on top of the axes, from the run spec: what is optimized, and by what.
+IDENTITY = ("problem", "problem_kwargs", "optimizer", "batch_size")
 
 
 @dataclass(frozen=True)
@@ -127,10 +130,12 @@ def compare(base_dir: Path, new_dir: Path, threshold: float) -> Comparison:
     new_runs = report.load_runs(Path(new_dir), extra_columns=["spec"])
     names = list(dict.fromkeys([*report.axis_names(base_runs), *report.axis_names(new_runs)]))
     names = names or ["optimizer", "lr"]
+    # Same axis values on another problem (or optimizer, or batch size) is not the same run.
+    identity = [*names, *(k for k in IDENTITY if k not in names)]
     base = report.summarize_runs(base_runs)
     new = report.summarize_runs(new_runs)
-    base["key"] = match_keys(base_runs, base, names)
-    new["key"] = match_keys(new_runs, new, names)
+    base["key"] = match_keys(base_runs, base, identity)
+    new["key"] = match_keys(new_runs, new, identity)
     new_by_key = {k: i for i, k in enumerate(new["key"])}
     base_keys = set(base["key"])
     labels = [n for n in names if n != "config_id"]
