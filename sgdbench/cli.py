@@ -47,6 +47,28 @@ class ReportFormat(StrEnum):
     json = "json"
 
 
+class PlotKind(StrEnum):
+    curves = "curves"
+    lr = "lr"
+    speed = "speed"
+
+
+class PlotX(StrEnum):
+    step = "step"
+    time = "time"
+
+
+class PlotMetric(StrEnum):
+    final = "final"
+    best = "best"
+
+
+class CompareFormat(StrEnum):
+    table = "table"
+    markdown = "markdown"
+    json = "json"
+
+
 class ListWhat(StrEnum):
     problems = "problems"
     optimizers = "optimizers"
@@ -140,32 +162,125 @@ def _print_dry_run(grid: object) -> None:
 @app.command()
 def report(
     results: Annotated[Path, typer.Argument(help="results folder")] = Path("results"),
-    by: Annotated[str | None, typer.Option(help="group by these columns, comma-separated")] = None,
+    by: Annotated[
+        str | None,
+        typer.Option(help="group by these columns instead of per configuration, e.g. optimizer,lr"),
+    ] = None,
     best: Annotated[
-        bool, typer.Option("--best", help="best lr per optimizer x batch size")
+        bool,
+        typer.Option(
+            "--best", help="per optimizer x batch size x device, the lr reaching target fastest"
+        ),
     ] = False,
     fmt: Annotated[
-        ReportFormat, typer.Option("--format", help="output format")
+        ReportFormat, typer.Option("--format", help="table | markdown | csv | json")
     ] = ReportFormat.table,
-    sort: Annotated[str | None, typer.Option(help="sort by this column")] = None,
+    sort: Annotated[
+        str | None,
+        typer.Option(help="sort by this column (-COL: descending), e.g. steps_to_target"),
+    ] = None,
     target_loss: Annotated[
-        float | None, typer.Option(help="recompute convergence for this target")
+        float | None, typer.Option(help="recompute time to target for this loss, from the evals")
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Summarize a results folder: convergence speed and throughput per configuration.
+    """Summarize a results folder: one row per configuration, median and IQR over seeds.
 
-    Example: sgdbench report results/quickstart --format markdown
+    Example: sgdbench report results/quickstart --best --format markdown
     """
     try:
         from sgdbench import report as report_mod
 
+        color = fmt is ReportFormat.table and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
         text = report_mod.render(
-            results, by=by, best=best, fmt=fmt.value, sort=sort, target_loss=target_loss
+            results,
+            by=by,
+            best=best,
+            fmt=fmt.value,
+            sort=sort,
+            target_loss=target_loss,
+            color=color,
         )
     except SgdbenchError as e:
         raise _fail(e, verbose) from None
     sys.stdout.write(text)
+
+
+@app.command()
+def plot(
+    results: Annotated[Path, typer.Argument(help="results folder")] = Path("results"),
+    kind: Annotated[
+        PlotKind, typer.Option(help="curves: loss vs step | lr: loss vs lr | speed: to target")
+    ] = PlotKind.curves,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="picture file, .png/.svg/.pdf [DIR/plots/KIND.png]"),
+    ] = None,
+    x: Annotated[
+        PlotX, typer.Option("--x", help="curves and speed: steps or training seconds")
+    ] = PlotX.step,
+    metric: Annotated[
+        PlotMetric, typer.Option(help="lr plot: final or best training loss")
+    ] = PlotMetric.final,
+    smooth: Annotated[
+        int | None,
+        typer.Option(help="curves: EMA span in steps (0 or 1: raw) [2% of the run]"),
+    ] = None,
+    best: Annotated[
+        bool, typer.Option("--best", help="only the best lr per optimizer x batch size x device")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Draw loss curves, learning-rate sensitivity or speed to target (no display needed).
+
+    Example: sgdbench plot results/quickstart --kind lr --out lr.svg
+    """
+    try:
+        from sgdbench import plot as plot_mod
+
+        path = plot_mod.plot(
+            results,
+            kind=kind.value,
+            out=out,
+            x=x.value,
+            metric=metric.value,
+            smooth=smooth,
+            best=best,
+        )
+    except SgdbenchError as e:
+        raise _fail(e, verbose) from None
+    print(f"sgdbench: wrote {path}", file=sys.stderr)
+
+
+@app.command()
+def compare(
+    base: Annotated[Path, typer.Argument(help="baseline results folder")],
+    new: Annotated[Path, typer.Argument(help="new results folder")],
+    threshold: Annotated[
+        str, typer.Option(help="flag changes worse than this, e.g. 5% (a bare number is %)")
+    ] = "5%",
+    fmt: Annotated[
+        CompareFormat, typer.Option("--format", help="table | markdown | json")
+    ] = CompareFormat.table,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Compare two results folders configuration by configuration; exit 1 on a regression.
+
+    Example: sgdbench compare results/main results/branch --threshold 10%
+    """
+    try:
+        from sgdbench import compare as compare_mod
+
+        color = (
+            fmt is CompareFormat.table and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        )
+        text, regressed = compare_mod.render(
+            base, new, threshold=threshold, fmt=fmt.value, color=color
+        )
+    except SgdbenchError as e:
+        raise _fail(e, verbose) from None
+    sys.stdout.write(text)
+    raise typer.Exit(EXIT_FAILED if regressed else EXIT_OK)
 
 
 @app.command("list")

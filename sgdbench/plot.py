@@ -1,0 +1,540 @@
+"""``sgdbench plot``: loss curves, learning-rate sensitivity and speed-to-target pictures.
+
+Every number drawn comes from ``report.summarize_runs`` (the per-configuration medians and
+quartiles) or, for curves, from the stored per-step and per-evaluation tables. matplotlib runs
+with the Agg backend: no display needed. The file type follows ``--out``'s extension.
+
+Curves smooth the per-step minibatch loss with a bias-corrected exponential moving average
+(``pandas.Series.ewm(span=N, adjust=True)``: weights ``(1 - 2/(N+1))**k`` on the loss ``k`` steps
+back, normalized, so the first points are not pulled towards zero). The default span is 2% of the
+longest run, at least 1 step (no smoothing); ``--smooth N`` sets it. Full-data evaluations are
+drawn unsmoothed, as markers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sgdbench import report
+from sgdbench.errors import UsageError
+
+KINDS = ("curves", "lr", "speed")
+SUFFIXES = (".png", ".svg", ".pdf")
+# Okabe & Ito (2008): distinguishable with the common colour-vision deficiencies.
+PALETTE = (
+    "#0072B2",  # blue
+    "#E69F00",  # orange
+    "#009E73",  # bluish green
+    "#CC79A7",  # reddish purple
+    "#56B4E9",  # sky blue
+    "#D55E00",  # vermillion
+    "#000000",  # black
+    "#F0E442",  # yellow (last: faint on white)
+)
+LINESTYLES = ("-", "--", "-.", ":")
+MAX_POINTS = 2000  # points per drawn line; longer curves are thinned evenly
+DIVERGED_COLOR = "#D55E00"
+
+
+def style(i: int) -> dict[str, Any]:
+    """Colour and line style of the i-th series: colours first, then dashes."""
+    return {
+        "color": PALETTE[i % len(PALETTE)],
+        "linestyle": LINESTYLES[(i // len(PALETTE)) % len(LINESTYLES)],
+    }
+
+
+def config_styles(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """One style per configuration. Up to 7 configurations get a colour each (yellow is too
+    faint for a line); beyond that, configurations that differ only in learning rate share a
+    colour and the learning rates are told apart by dashes, in increasing order."""
+    labels = [c for c in table.attrs["labels"] if c != "config_id"]
+    if len(table) <= len(PALETTE) - 1 or "lr" not in labels:
+        return [style(i) for i in range(len(table))]
+    others = [c for c in labels if c != "lr"]
+    keys = [tuple(row[c] for c in others) for _, row in table.iterrows()]
+    groups = list(dict.fromkeys(keys))
+    lrs: dict[tuple[Any, ...], list[float]] = {}
+    for key, lr in zip(keys, pd.to_numeric(table["lr"], errors="coerce"), strict=True):
+        lrs.setdefault(key, []).append(lr)
+    out = []
+    for key, lr in zip(keys, pd.to_numeric(table["lr"], errors="coerce"), strict=True):
+        rank = sorted(lrs[key]).index(lr)
+        out.append(
+            {
+                "color": PALETTE[groups.index(key) % (len(PALETTE) - 1)],
+                "linestyle": LINESTYLES[rank % len(LINESTYLES)],
+            }
+        )
+    return out
+
+
+def default_out(results: Path, kind: str, x: str) -> Path:
+    suffix = "_time" if kind == "curves" and x == "time" else ""
+    return Path(results) / "plots" / f"{kind}{suffix}.png"
+
+
+def plot(
+    results: Path,
+    *,
+    kind: str = "curves",
+    out: Path | None = None,
+    x: str = "step",
+    metric: str = "final",
+    smooth: int | None = None,
+    best: bool = False,
+) -> Path:
+    """Draw one picture of a results folder into ``out`` (PNG, SVG or PDF); returns its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if kind not in KINDS:
+        raise UsageError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if x not in ("step", "time"):
+        raise UsageError(f"--x must be step or time, got {x!r}")
+    if metric not in ("final", "best"):
+        raise UsageError(f"--metric must be final or best, got {metric!r}")
+    if smooth is not None and smooth < 0:
+        raise UsageError(f"--smooth must be >= 0, got {smooth}")
+    results = Path(results)
+    out = Path(out) if out is not None else default_out(results, kind, x)
+    if out.suffix.lower() not in SUFFIXES:
+        raise UsageError(f"--out: unknown picture type {out.suffix!r} (use .png, .svg or .pdf)")
+    runs = report.load_runs(results)
+    table = report.summarize_runs(runs)
+    if best:
+        table = report.best_per_group(runs, table)
+
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(9, 5) if kind != "speed" else (9, _bar_height(table)))
+        try:
+            if kind == "curves":
+                title = _curves(ax, results, runs, table, x=x, smooth=smooth)
+            elif kind == "lr":
+                title = _lr(ax, runs, table, metric=metric)
+            else:
+                title = _speed(ax, table, x=x)
+            ax.set_title(f"{results.name}: {title}", loc="left")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(out, dpi=110, bbox_inches="tight")
+        finally:
+            plt.close(fig)
+    return out
+
+
+_RC = {
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.titlesize": 12,
+    "axes.labelsize": 10,
+    "legend.fontsize": 8,
+    "legend.frameon": False,
+    "font.size": 9,
+    "svg.fonttype": "none",
+}
+
+
+def _legend_outside(ax: Any) -> None:
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+
+
+def _target(runs: pd.DataFrame) -> float | None:
+    targets = runs["target_loss"].dropna().unique()
+    return float(targets[0]) if len(targets) == 1 else None
+
+
+def _label(row: pd.Series, labels: Sequence[str], n_runs: bool = True) -> str:
+    text = report.describe(row, labels)
+    extra = []
+    if n_runs and row["runs"] > 1:
+        extra.append(f"n={row['runs']}")
+    if row["n_diverged"]:
+        extra.append(f"{row['n_diverged']} diverged")
+    return f"{text} ({', '.join(extra)})" if extra else text
+
+
+# ---------------------------------------------------------------------------------------------
+# curves
+
+
+def _read_per_run(folder: Path, run_ids: Sequence[str], columns: list[str]) -> pd.DataFrame:
+    import pyarrow.dataset as ds
+
+    files = [folder / f"{rid}.parquet" for rid in run_ids]
+    files = [str(f) for f in files if f.exists()]
+    if not files:
+        return pd.DataFrame(columns=columns)
+    return ds.dataset(files, format="parquet").to_table(columns=columns).to_pandas()
+
+
+def ema(values: np.ndarray, span: int) -> np.ndarray:
+    """Bias-corrected exponential moving average; non-finite losses are skipped."""
+    if span <= 1:
+        return values
+    series = pd.Series(np.where(np.isfinite(values), values, np.nan))
+    return series.ewm(span=span, adjust=True, ignore_na=True).mean().to_numpy()
+
+
+def _stack(per_run: list[np.ndarray]) -> np.ndarray:
+    """Runs of unequal length (diverged ones stop early) as rows padded with NaN."""
+    length = max(len(a) for a in per_run)
+    out = np.full((len(per_run), length), np.nan)
+    for i, a in enumerate(per_run):
+        out[i, : len(a)] = a
+    return out
+
+
+def _nanquantiles(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        q = np.nanpercentile(stack, [25, 50, 75], axis=0)
+    return q[0], q[1], q[2]
+
+
+def _thin(n: int) -> np.ndarray:
+    if n <= MAX_POINTS:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, MAX_POINTS).round().astype(np.int64))
+
+
+def _curves(
+    ax: Any, results: Path, runs: pd.DataFrame, table: pd.DataFrame, *, x: str, smooth: int | None
+) -> str:
+    from sgdbench.store import EVALS_DIR, STEPS_DIR
+
+    labels = table.attrs["labels"]
+    trained = runs[runs["status"].isin(report.TRAINED)]
+    wanted = [rid for ids in table["run_ids"] for rid in ids if rid in set(trained["run_id"])]
+    steps = _read_per_run(results / STEPS_DIR, wanted, ["run_id", "step", "loss", "time_s"])
+    evals = _read_per_run(results / EVALS_DIR, wanted, ["run_id", "step", "time_s", "train_loss"])
+    if steps.empty and evals.empty:
+        raise UsageError(f"{results}: no steps or evaluations stored for these runs")
+    steps_by_run = {rid: g.sort_values("step") for rid, g in steps.groupby("run_id")}
+    evals_by_run = {rid: g.sort_values("step") for rid, g in evals.groupby("run_id")}
+    longest = max((len(g) for g in steps_by_run.values()), default=1)
+    span = smooth if smooth is not None else max(1, round(0.02 * longest))
+    status = dict(zip(runs["run_id"], runs["status"], strict=True))
+    xcol = "time_s" if x == "time" else "step"
+
+    initial = []
+    finite_values = []
+    diverged_points = []
+    styles = config_styles(table)
+    for i, (_, row) in enumerate(table.iterrows()):
+        ids = [rid for rid in row["run_ids"] if rid in steps_by_run]
+        st = styles[i]
+        label = _label(row, labels)
+        if ids:
+            losses = _stack([ema(steps_by_run[r]["loss"].to_numpy(np.float64), span) for r in ids])
+            xs = _stack([steps_by_run[r][xcol].to_numpy(np.float64) for r in ids])
+            q25, q50, q75 = _nanquantiles(losses)
+            xm = np.nanmedian(xs, axis=0) if x == "time" else np.arange(losses.shape[1])
+            keep = _thin(len(q50))
+            ax.plot(xm[keep], q50[keep], label=label, lw=1.6, **st)
+            if len(ids) > 1:
+                ax.fill_between(xm[keep], q25[keep], q75[keep], color=st["color"], alpha=0.18, lw=0)
+            finite_values.append(q50[np.isfinite(q50)])
+            for r in ids:
+                if status.get(r) == "diverged":
+                    g = steps_by_run[r]
+                    diverged_points.append((g[xcol].iloc[-1], g["loss"].iloc[-1], st["color"]))
+            label = None  # the evaluations share the line's legend entry
+        eids = [rid for rid in row["run_ids"] if rid in evals_by_run]
+        if eids:
+            ev = pd.concat([evals_by_run[r] for r in eids])
+            med = ev.groupby("step").agg(time_s=("time_s", "median"), loss=("train_loss", "median"))
+            ex = med["time_s"] if x == "time" else med.index
+            ax.plot(
+                ex,
+                med["loss"],
+                ls="none",
+                marker="o",
+                ms=3.5,
+                mec="white",
+                mew=0.5,
+                color=st["color"],
+                label=label,
+            )
+            finite_values.append(med["loss"].to_numpy()[np.isfinite(med["loss"].to_numpy())])
+            initial.append(float(med["loss"].iloc[0]))
+        elif ids:
+            initial.append(float(q50[0]))
+
+    values = np.concatenate(finite_values) if finite_values else np.array([1.0])
+    positive = values[values > 0]
+    floor = float(positive.min()) / 2 if len(positive) else 1e-12
+    # Diverged runs would stretch the axis to 1e9; cap it at 30x the largest starting loss.
+    start = [v for v in initial if math.isfinite(v) and v > 0]
+    top = min(float(values.max()) * 1.5, 30 * max(start)) if start else float(values.max()) * 1.5
+    ax.set_yscale("log")
+    ax.set_ylim(floor, max(top, floor * 10))
+    if diverged_points:
+        for dx, dy, color in diverged_points:
+            y = min(dy, top) if math.isfinite(dy) else top
+            ax.plot(
+                [dx],
+                [y],
+                marker="X",
+                ms=9,
+                color=color,
+                mec="black",
+                mew=0.6,
+                ls="none",
+                clip_on=False,
+                zorder=5,
+            )
+        ax.plot(
+            [],
+            [],
+            marker="X",
+            ms=8,
+            color="grey",
+            mec="black",
+            ls="none",
+            label="run diverged here",
+        )
+    target = _target(runs)
+    if target is not None and target > 0:
+        ax.axhline(target, color="grey", ls=(0, (4, 3)), lw=1, label=f"target loss {target:g}")
+    smoothing = f"EMA span {span} steps" if span > 1 else "not smoothed"
+    title = "training loss, median over seeds with IQR band"
+    ax.set_xlabel("training time (s)" if x == "time" else "step")
+    ax.set_ylabel("loss (log scale)")
+    ax.text(
+        0.0,
+        -0.13 if x == "time" else -0.12,
+        f"lines: minibatch loss ({smoothing}); dots: full-data training loss at evaluations",
+        transform=ax.transAxes,
+        fontsize=8,
+        color="#444444",
+        va="top",
+    )
+    _legend_outside(ax)
+    return title
+
+
+# ---------------------------------------------------------------------------------------------
+# learning-rate sensitivity
+
+
+def _lr(ax: Any, runs: pd.DataFrame, table: pd.DataFrame, *, metric: str) -> str:
+    """One line per optimizer × batch size (× any other axis): median loss against lr, IQR as a
+    bar. A configuration with diverged seeds gets an X and "k/n div"; one whose median diverged
+    (its final loss is +inf) sits on a dotted "diverged" line a decade above the finite data."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter, NullLocator
+
+    labels = [c for c in table.attrs["labels"] if c not in ("lr", "config_id")]
+    lr_of = dict(zip(runs["config_id"], runs["lr"], strict=True))
+    frame = table.copy()
+    frame["lr_value"] = [lr_of[c] for c in frame["config_id"]]
+    col = f"{metric}_loss"
+    finite = frame[[f"{col}_median", f"{col}_q25", f"{col}_q75"]].to_numpy(np.float64)
+    finite = finite[np.isfinite(finite) & (finite > 0)]
+    if not len(finite):
+        finite = np.array([1.0])
+    target = _target(runs)
+    floor = float(finite.min()) / 2
+    ceiling = max(float(finite.max()), target or 0.0) * 10
+    groups = frame.groupby(labels, sort=False) if labels else [((), frame)]
+    any_diverged = False
+    for i, (_, g) in enumerate(groups):
+        g = g.sort_values("lr_value")
+        st = style(i)
+        if labels:
+            name = report.describe(g.iloc[0], labels)
+        else:  # nothing but lr varies: name the fixed optimizer and batch size
+            fixed = report.label_columns(runs.iloc[:1], ["optimizer", "batch_size"])
+            name = report.describe(fixed.iloc[0], ["optimizer", "batch_size"])
+        lr = g["lr_value"].to_numpy(np.float64)
+        y = g[f"{col}_median"].to_numpy(np.float64)
+        # A loss of exactly 0 cannot sit on a log axis: drawn at the floor as a down triangle.
+        yplot = np.where(np.isfinite(y), np.maximum(y, floor), ceiling)
+        ax.plot(lr, yplot, marker="o", ms=5, lw=1.6, label=name, **st)
+        zero = y <= 0
+        if zero.any():
+            ax.plot(lr[zero], yplot[zero], ls="none", marker="v", ms=8, color=st["color"])
+            for x in lr[zero]:
+                ax.annotate(
+                    "0",
+                    (x, floor),
+                    xytext=(7, 0),
+                    textcoords="offset points",
+                    va="center",
+                    fontsize=7,
+                    color="#333333",
+                )
+        lo = np.maximum(g[f"{col}_q25"].to_numpy(np.float64), floor)
+        hi = g[f"{col}_q75"].to_numpy(np.float64)
+        ok = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(y)
+        ax.vlines(lr[ok], lo[ok], hi[ok], color=st["color"], lw=4, alpha=0.35)
+        n_div = g["n_diverged"].to_numpy()
+        div = n_div > 0
+        if div.any():
+            any_diverged = True
+            ax.plot(
+                lr[div],
+                yplot[div],
+                ls="none",
+                marker="X",
+                ms=11,
+                color=st["color"],
+                mec="black",
+                mew=0.8,
+                zorder=5,
+            )
+            for x, yv, n, total in zip(
+                lr[div], yplot[div], n_div[div], g["runs"][div], strict=True
+            ):
+                ax.annotate(
+                    f"{n}/{total} div",
+                    (x, yv),
+                    xytext=(0, -13),
+                    ha="center",
+                    va="top",
+                    fontsize=7,
+                    textcoords="offset points",
+                    color="#333333",
+                )
+    if any_diverged:
+        ax.axhline(ceiling, color=DIVERGED_COLOR, ls=":", lw=1)
+        ax.annotate(
+            "median diverged",
+            (0.0, ceiling),
+            xycoords=("axes fraction", "data"),
+            xytext=(2, 3),
+            textcoords="offset points",
+            ha="left",
+            fontsize=7,
+            color=DIVERGED_COLOR,
+        )
+        ax.plot(
+            [],
+            [],
+            ls="none",
+            marker="X",
+            ms=9,
+            color="grey",
+            mec="black",
+            label="some seeds diverged",
+        )
+    if target is not None and target > 0:
+        ax.axhline(target, color="grey", ls=(0, (4, 3)), lw=1, label=f"target loss {target:g}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_ylim(floor / 1.5, ceiling * 2 if any_diverged else ceiling / 3)
+    lrs = sorted(set(frame["lr_value"]))
+    if len(lrs) <= 12:  # label the learning rates that were run, not decades
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticks(lrs, [f"{v:g}" for v in lrs])
+        if len(lrs) > 1:
+            pad = (math.log10(lrs[-1]) - math.log10(lrs[0])) * 0.08
+            ax.set_xlim(lrs[0] / 10**pad, lrs[-1] * 10**pad)
+    low, high = ax.get_ylim()
+    if high / low < 20:  # less than about a decade: plain numbers on every tick
+        plain = FuncFormatter(lambda v, _: report.fmt_sig(v, 2))
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
+    else:
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel(f"{metric} training loss (log scale)")
+    _legend_outside(ax)
+    return f"{metric} loss vs learning rate, median over seeds with IQR bars"
+
+
+# ---------------------------------------------------------------------------------------------
+# speed to target
+
+
+def _bar_height(table: pd.DataFrame) -> float:
+    return min(2.0 + 0.35 * len(table), 16.0)
+
+
+def _speed(ax: Any, table: pd.DataFrame, *, x: str) -> str:
+    labels = table.attrs["labels"]
+    metric = "time_to_target_s" if x == "time" else "steps_to_target"
+    if (table["reached"] < 0).all():
+        raise UsageError("no target_loss in these runs: set one in the grid (train.target_loss)")
+    colour_by = [c for c in labels if c not in ("lr", "config_id")][:1]
+    groups = list(dict.fromkeys(table[colour_by[0]])) if colour_by else []
+    n = len(table)
+    ypos = np.arange(n)[::-1]
+    med = table[f"{metric}_median"].to_numpy(np.float64)
+    reachable = np.isfinite(med)
+    xmax = float(np.nanmax(table[f"{metric}_q75"])) if reachable.any() else 1.0
+    for y, (_, row), m in zip(ypos, table.iterrows(), med, strict=True):
+        g = groups.index(row[colour_by[0]]) if colour_by else 0
+        color = style(g)["color"]
+        if math.isfinite(m):
+            ax.barh(y, m, color=color, height=0.7)
+            ax.errorbar(
+                m,
+                y,
+                xerr=[[m - row[f"{metric}_q25"]], [row[f"{metric}_q75"] - m]],
+                color="black",
+                lw=1,
+                capsize=3,
+            )
+            shown = report.fmt_seconds(m) if x == "time" else report._fmt_count(m)
+            ax.annotate(
+                f"{shown}  ({row['reached']}/{row['runs']} reached)",
+                (max(m, row[f"{metric}_q75"]), y),
+                xytext=(5, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=8,
+            )
+        else:
+            why = "not reached"
+            if row["n_diverged"]:
+                why += f" ({row['n_diverged']}/{row['runs']} diverged)"
+            ax.barh(y, xmax * 0.02, color="none", edgecolor="#999999", hatch="///", height=0.7)
+            ax.annotate(
+                why,
+                (0, y),
+                xytext=(12, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=8,
+                color="#555555",
+                style="italic",
+            )
+    ax.set_yticks(ypos, [report.describe(r, labels) for _, r in table.iterrows()])
+    ax.set_xlim(0, xmax * 1.35)
+    if not reachable.any():
+        ax.set_xticks([])
+        ax.text(
+            0.5,
+            0.5,
+            "no configuration reached the target",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=11,
+            color="#555555",
+        )
+    ax.grid(axis="y", visible=False)
+    unit = "training seconds" if x == "time" else "steps"
+    ax.set_xlabel(f"{unit} to target (median over seeds that reached it; bars: IQR)")
+    target = table["target_loss"].dropna().unique()
+    what = f"loss ≤ {target[0]:g}" if len(target) == 1 else "target"
+    title = f"{unit} to {what}"
+    if x == "time":
+        from matplotlib.ticker import FuncFormatter
+
+        ax.xaxis.set_major_formatter(
+            FuncFormatter(lambda v, _: report.fmt_seconds(v) if v > 0 else "0")
+        )
+    return title

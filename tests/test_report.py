@@ -1,0 +1,244 @@
+"""``sgdbench report`` end to end on small real grids: the numbers, the formats, the errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import statistics
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from sgdbench import report
+from tests.conftest import cli
+from tests.report_results import results
+
+
+@pytest.fixture(scope="module")
+def quad(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return results("quad", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def seeds(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return results("seeds", tmp_path_factory)
+
+
+def report_json(*args: str | Path) -> dict:
+    r = cli("report", *args, "--format", "json")
+    assert r.exit_code == 0, r
+    return json.loads(r.stdout)
+
+
+def by_lr(doc: dict) -> dict[float, dict]:
+    return {c["lr"]: c for c in doc["configurations"]}
+
+
+def first_at_or_below(evals: pd.DataFrame, run_id: str, target: float) -> pd.Series | None:
+    ev = evals[evals["run_id"] == run_id].sort_values("step")
+    hit = ev[ev["train_loss"] <= target]
+    return None if hit.empty else hit.iloc[0]
+
+
+def test_quadratic_steps_to_target_and_divergence(quad: Path) -> None:
+    doc = report_json(quad)
+    assert doc["schema_version"] == report.REPORT_SCHEMA_VERSION
+    rows = by_lr(doc)
+    # loss_k = 2.25 * 0.64^k <= 0.01 first at k = 13; evaluations every 5 steps see it at 15.
+    assert rows[0.1]["steps_to_target_median"] == 15
+    assert rows[0.5]["steps_to_target_median"] == 5
+    assert rows[0.1]["reached"] == rows[0.5]["reached"] == 1
+    diverged = rows[1.5]
+    assert (diverged["n_diverged"], diverged["reached"]) == (1, 0)
+    assert diverged["final_loss_median"] is None  # +inf: a diverged run's last loss is no result
+    assert diverged["best_loss_median"] == pytest.approx(2.25)  # its starting loss
+    head = doc["headline"]
+    assert head["fastest"]["configuration"] == "lr=0.5"
+    assert head["slowest"]["configuration"] == "lr=0.1"
+    assert head["times_faster"] == pytest.approx(
+        rows[0.1]["time_to_target_s_median"] / rows[0.5]["time_to_target_s_median"]
+    )
+    assert head["fewer_steps"] == pytest.approx(3.0)
+    runs = pd.read_parquet(quad / "runs.parquet")
+    diverged_id = runs.loc[runs["lr"] == 1.5, "run_id"].item()
+    assert [d["run_id"] for d in head["diverged"]] == [diverged_id]
+    assert head["not_reached"] == ["lr=1.5"]
+
+
+def test_median_and_iqr_by_hand(seeds: Path) -> None:
+    runs = pd.read_parquet(seeds / "runs.parquet")
+    v = sorted(runs.loc[runs["lr"] == 0.05, "final_loss"])
+    assert len(v) == 4
+    # numpy's default (linear) quantiles of 4 values: positions 0.75, 1.5 and 2.25.
+    q25 = v[0] + 0.75 * (v[1] - v[0])
+    median = (v[1] + v[2]) / 2
+    q75 = v[2] + 0.25 * (v[3] - v[2])
+    row = by_lr(report_json(seeds))[0.05]
+    assert row["final_loss_median"] == pytest.approx(median, rel=1e-12)
+    assert row["final_loss_q25"] == pytest.approx(q25, rel=1e-12)
+    assert row["final_loss_q75"] == pytest.approx(q75, rel=1e-12)
+    assert (row["runs"], row["seeds"], row["n_ok"]) == (4, 4, 4)
+
+
+def test_diverging_seeds_are_counted_not_dropped(seeds: Path) -> None:
+    runs = pd.read_parquet(seeds / "runs.parquet")
+    big = runs[runs["lr"] == 0.5]
+    n_div = int((big["status"] == "diverged").sum())
+    assert 0 < n_div < 4, "the grid should have a configuration where only some seeds diverge"
+    row = by_lr(report_json(seeds))[0.5]
+    assert (row["n_diverged"], row["n_ok"], row["runs"]) == (n_div, 4 - n_div, 4)
+    # Most seeds diverged, so the median final loss is +inf (null in JSON, inf in CSV).
+    assert row["final_loss_median"] is None
+    csv = pd.read_csv(io.StringIO(cli("report", seeds, "--format", "csv").stdout))
+    assert csv.loc[csv["lr"] == 0.5, "final_loss_median"].item() == float("inf")
+    text = cli("report", seeds).stdout
+    assert f"Diverged: {n_div} run(s)" in text
+    for rid in big.loc[big["status"] == "diverged", "run_id"]:
+        assert rid in text
+
+
+def test_steps_to_target_is_first_eval_at_or_below_target(seeds: Path) -> None:
+    runs = pd.read_parquet(seeds / "runs.parquet")
+    evals = pd.read_parquet(seeds / "evals")
+    ids = runs.loc[runs["lr"] == 0.05, "run_id"]
+    firsts = [first_at_or_below(evals, rid, 0.3) for rid in ids]
+    reached = [f for f in firsts if f is not None]
+    row = by_lr(report_json(seeds))[0.05]
+    assert row["reached"] == len(reached)
+    assert row["steps_to_target_median"] == statistics.median(f["step"] for f in reached)
+    assert row["time_to_target_s_median"] == pytest.approx(
+        statistics.median(f["time_s"] for f in reached)
+    )
+
+
+def test_target_loss_recomputed_from_evals(seeds: Path) -> None:
+    target = 0.29
+    runs = pd.read_parquet(seeds / "runs.parquet")
+    evals = pd.read_parquet(seeds / "evals")
+    ids = runs.loc[runs["lr"] == 0.05, "run_id"]
+    firsts = [first_at_or_below(evals, rid, target) for rid in ids]
+    reached = [f for f in firsts if f is not None]
+    assert 0 < len(reached) < 4, "at this target only some seeds should reach it"
+    row = by_lr(report_json(seeds, "--target-loss", str(target)))[0.05]
+    assert row["target_loss"] == target
+    assert row["reached"] == len(reached)
+    assert row["steps_to_target_median"] == statistics.median(f["step"] for f in reached)
+    # samples: 25 steps of 4 samples per epoch of 100 (metrics.samples_after)
+    samples = [(f["step"] // 25) * 100 + min(f["step"] % 25 * 4, 100) for f in reached]
+    assert row["samples_to_target_median"] == statistics.median(samples)
+    # The stored runs are unchanged: recomputing does not write.
+    assert pd.read_parquet(seeds / "runs.parquet")["steps_to_target"].equals(
+        runs["steps_to_target"]
+    )
+
+
+def test_table_fits_100_columns_with_headline(seeds: Path, quad: Path) -> None:
+    for folder in (seeds, quad):
+        r = cli("report", folder)
+        assert r.exit_code == 0, r
+        assert "\x1b[" not in r.stdout  # not a terminal: no colour codes
+        assert max(len(line) for line in r.stdout.splitlines()) <= 100
+        assert "Fastest to loss ≤" in r.stdout
+    assert "17.5" not in cli("report", quad).stdout
+    text = report.render(quad, color=True)
+    assert "\x1b[" in text
+
+
+def test_markdown_and_csv_parse_back(seeds: Path) -> None:
+    md = cli("report", seeds, "--format", "markdown").stdout
+    table = [line for line in md.splitlines() if line.startswith("|")]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in table]
+    assert len({len(c) for c in cells}) == 1
+    assert cells[0][0] == "lr" and set(cells[1][1:]) == {"---:"}
+    assert [c[0] for c in cells[2:]] == ["0.05", "0.5"]
+    csv = pd.read_csv(io.StringIO(cli("report", seeds, "--format", "csv").stdout))
+    doc = report_json(seeds)
+    assert list(csv["lr"]) == [0.05, 0.5]
+    assert list(csv["reached"]) == [c["reached"] for c in doc["configurations"]]
+    assert csv["steps_per_s_median"].gt(0).all()
+
+
+def test_best_keeps_fastest_lr_per_optimizer(quad: Path, seeds: Path) -> None:
+    assert [c["lr"] for c in report_json(quad, "--best")["configurations"]] == [0.5]
+    assert [c["lr"] for c in report_json(seeds, "--best")["configurations"]] == [0.05]
+
+
+def test_by_and_sort(seeds: Path, quad: Path) -> None:
+    doc = report_json(seeds, "--by", "batch_size")
+    assert len(doc["configurations"]) == 1
+    only = doc["configurations"][0]
+    runs = pd.read_parquet(seeds / "runs.parquet")
+    assert only["runs"] == 8
+    assert only["n_diverged"] == int((runs["status"] == "diverged").sum())
+    order = [c["lr"] for c in report_json(quad, "--sort", "-steps_to_target")["configurations"]]
+    assert order == [0.1, 0.5, 1.5]  # 15, 5, never (missing goes last)
+
+
+def test_report_does_not_need_steps(quad: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(quad, copy)
+    shutil.rmtree(copy / "steps")
+    assert cli("report", copy, "--format", "json").stdout == cli(
+        "report", quad, "--format", "json"
+    ).stdout.replace(str(quad), str(copy))
+
+
+def test_errors_are_one_line_exit_2(tmp_path: Path, quad: Path) -> None:
+    from sgdbench.store import RUN_SCHEMA
+
+    r = cli("report", tmp_path / "nothing")
+    assert r.exit_code == 2 and "no such results folder" in r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli("report", empty).exit_code == 2
+    pq.write_table(RUN_SCHEMA.empty_table(), empty / "runs.parquet")
+    r = cli("report", empty)
+    assert r.exit_code == 2 and "has no runs" in r.stderr
+    r = cli("report", quad, "--sort", "nope")
+    assert r.exit_code == 2 and "--sort" in r.stderr
+    r = cli("report", quad, "--by", "nope")
+    assert r.exit_code == 2 and "--by" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (0.0098765, "0.00988"),
+        (12345.6, "12346"),
+        (2.5e-7, "2.50e-7"),
+        (float("inf"), "inf"),
+        (None, "-"),
+        (0, "0"),
+    ],
+)
+def test_fmt_sig(value: float | None, text: str) -> None:
+    assert report.fmt_sig(value) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.000709, "709 µs"),
+        (0.01234, "12.3 ms"),
+        (4.0, "4.00 s"),
+        (150, "150 s"),
+        (1500, "25.0 min"),
+        (7200, "2.00 h"),
+    ],
+)
+def test_fmt_seconds(seconds: float, text: str) -> None:
+    assert report.fmt_seconds(seconds) == text
+
+
+def test_quantiles_keep_infinity() -> None:
+    assert report.quantiles([1.0, 2.0, 3.0, 4.0]) == (1.75, 2.5, 3.25)
+    assert report.quantiles([1.0, float("inf"), float("inf")]) == (
+        float("inf"),
+        float("inf"),
+        float("inf"),
+    )
+    assert report.quantiles([1.0, 3.0, float("inf")])[:2] == (2.0, 3.0)
