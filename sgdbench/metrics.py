@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from sgdbench import diagnose
 from sgdbench.engine.trajectory import Trajectory
 from sgdbench.spec import RunSpec
 
@@ -92,6 +93,8 @@ def summarize(spec: RunSpec, traj: Trajectory) -> dict[str, Any]:
     else:
         steps_per_s = samples_per_s = math.nan
     train_losses = ev["train_loss"]
+    cosine = traj.info.get("update_cosine", math.nan)
+    diagnosis = diagnose.verdict(traj.status, ev["step"], train_losses, spec.target_loss, cosine)
     return {
         "steps": steps,
         "epochs": steps / spec.steps_per_epoch,
@@ -107,4 +110,9 @@ def summarize(spec: RunSpec, traj: Trajectory) -> dict[str, Any]:
         "warmup_s": traj.warmup_s,
         "wall_time_s": traj.wall_time_s,
         "loss_digest": loss_digest(traj.losses),
+        "verdict": diagnosis.verdict,
+        "verdict_detail": diagnosis.detail,
+        "projected_steps_to_target": diagnosis.projected_steps_to_target,
+        "update_cosine": cosine,
+        **diagnose.best_validation(ev["step"], ev["val_loss"]),
     }

@@ -41,6 +41,10 @@ TRAIN_KEYS: dict[str, tuple[Any, str]] = {
     "optimizer_impl": ("auto", "auto | fused | foreach | forloop"),
     "stop_at_target": (False, "stop a run at the first evaluation at or below target_loss"),
     "threads": (None, "intra-op CPU threads per run (default: torch's)"),
+    "early_stopping": (
+        None,
+        "{patience = N}: stop when validation loss has not improved for N evaluations",
+    ),
     "checkpoint_every": (0, "steps between checkpoints a killed run resumes from (0: none)"),
     "keep_checkpoints": (False, "keep the last checkpoint of a finished run"),
     "save_model": (False, "save the final model state to models/<run_id>.pt"),
@@ -80,6 +84,7 @@ class RunSpec:
     optimizer_impl: str
     stop_at_target: bool
     threads: int | None
+    early_stopping_patience: int = 0
     engine: str = "eager"
     # Where the run came from and how it is kept, not what it computes: not part of run_id.
     checkpoint_every: int = field(default=0, compare=False)
@@ -241,6 +246,14 @@ def _check_train(ctx: _Ctx, train: dict[str, Any]) -> dict[str, Any]:
         raise ctx.fail(
             "train.optimizer_impl",
             f"must be one of {', '.join(IMPLS)}, got {out['optimizer_impl']!r}",
+        )
+    stopping = out.pop("early_stopping")
+    out["early_stopping_patience"] = 0
+    if stopping is not None:
+        if not isinstance(stopping, dict) or set(stopping) != {"patience"}:
+            raise ctx.fail("train.early_stopping", f"must be {{patience = N}}, got {stopping!r}")
+        out["early_stopping_patience"] = ctx.check(
+            "train.early_stopping.patience", _int, stopping["patience"], 1
         )
     out["checkpoint_every"] = ctx.check("train.checkpoint_every", _int, out["checkpoint_every"], 0)
     if out["threads"] is not None:
@@ -497,8 +510,11 @@ def load_grid(path: str | Path, *, engine: str = "eager") -> Grid:
     n_samples = problem.n_samples
     function_problem = problem.task == "function" or is_function_problem(problem_name)
     n_params = parameter_count(problem)
-    if n_params == 0:
-        raise ctx.fail("problem.name", f"{problem_name!r} has no trainable parameters")
+    if train["early_stopping_patience"] and problem.X_val is None:
+        raise ctx.fail(
+            "train.early_stopping",
+            f"{problem_name!r} has no validation data (set problem.val_fraction)",
+        )
     if isinstance(train["init"], list) and len(train["init"]) != n_params:
         raise ctx.fail(
             "train.init", f"has {len(train['init'])} values, the model has {n_params} parameters"
@@ -579,6 +595,7 @@ def load_grid(path: str | Path, *, engine: str = "eager") -> Grid:
             optimizer_impl=train["optimizer_impl"],
             stop_at_target=train["stop_at_target"],
             threads=train["threads"],
+            early_stopping_patience=train["early_stopping_patience"],
             engine=engine,
             checkpoint_every=train["checkpoint_every"],
             keep_checkpoints=train["keep_checkpoints"],

@@ -102,6 +102,12 @@ RUN_SCHEMA = pa.schema(
         ("spec", pa.string()),
         ("schema_version", pa.int64()),
         ("resumed_from_step", pa.int64()),
+        ("verdict", pa.string()),
+        ("verdict_detail", pa.string()),
+        ("projected_steps_to_target", pa.float64()),
+        ("update_cosine", pa.float64()),
+        ("best_val_loss", pa.float64()),
+        ("best_val_step", pa.int64()),
     ]
 )
 

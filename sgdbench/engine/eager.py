@@ -25,6 +25,8 @@ import numpy as np
 # cuBLAS needs this before its first use for deterministic results (harmless on CPU).
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
+import itertools
+
 import torch
 from torch import Tensor
 
@@ -36,6 +38,7 @@ from sgdbench.problems.factory import apply_init, build_problem
 from sgdbench.spec import RunSpec
 
 CHUNK_STEPS = 256  # steps between loss copies to the host and the divergence / time checks
+LAST_UPDATES = 8  # the final steps whose successive update directions are compared (oscillation)
 WARMUP_STEPS = 10  # first steps (allocator, kernel selection) timed apart as warmup_s
 EVAL_BATCH = 8192  # rows per forward pass when evaluating on the full data
 
@@ -47,11 +50,12 @@ class StopRequested(Exception):
 def window_ends(spec: RunSpec, warmup_steps: int, extra_every: int = 0) -> list[int]:
     """Step counts after which the loop pauses for bookkeeping, sorted, ending at ``spec.steps``.
 
-    Step 1 (the stall check), the warm-up end, every chunk, every evaluation, and every
-    ``extra_every`` steps (checkpoints).
+    Step 1 (the stall check), the warm-up end, every chunk, every evaluation, every
+    ``extra_every`` steps (checkpoints), and each of the last ``LAST_UPDATES`` steps (where the
+    parameters are snapshotted to measure whether updates bounce back and forth).
     """
     n = spec.steps
-    ends = {1, warmup_steps, n}
+    ends = {1, warmup_steps, n, *range(n - LAST_UPDATES, n)}
     for every in (CHUNK_STEPS, spec.eval_every, extra_every):
         if every > 0:
             ends.update(range(every, n, every))
@@ -284,6 +288,13 @@ def _train(
     apply_init(problem, spec.init)
     problem.to(device)
     params = problem.trainable_parameters()
+    if not params:
+        traj.status = "stalled"
+        traj.message = (
+            "stalled: no trainable parameters (every parameter has "
+            "requires_grad=False: frozen weights)"
+        )
+        return
     optimizer, impl = optimizers.build_optimizer(
         spec.optimizer_class, params, spec.lr, spec.optimizer_kwargs, spec.optimizer_impl, device
     )
@@ -365,6 +376,8 @@ def _train(
         record_eval(0)
         before = [p.detach().clone() for p in params]
     status, message = "ok", ""
+    tail: list[Tensor] = []  # flat parameters at the ends of the last steps
+    best_val, since_best = math.inf, 0
     for end in window_ends(spec, warmup, every):
         if end <= step:
             continue
@@ -398,8 +411,21 @@ def _train(
             status, message = _divergence(
                 chunk, step - len(chunk), first_loss, spec.divergence_factor
             )
+        if step >= n_steps - LAST_UPDATES:
+            tail.append(torch.cat([p.detach().reshape(-1) for p in params]).double().cpu())
         if status == "ok" and (step % spec.eval_every == 0 if spec.eval_every else False):
             result = record_eval(step)
+            if spec.early_stopping_patience and "val_loss" in result:
+                if result["val_loss"] < best_val:
+                    best_val, since_best = result["val_loss"], 0
+                else:
+                    since_best += 1
+                if since_best >= spec.early_stopping_patience:
+                    message = (
+                        f"early stopping: validation loss did not improve for "
+                        f"{since_best} evaluations"
+                    )
+                    break
             if (
                 spec.stop_at_target
                 and spec.target_loss is not None
@@ -423,8 +449,21 @@ def _train(
     traj.status, traj.message = status, message
     traj.losses, traj.time_s = losses[:step].copy(), times[:step].copy()
     traj.train_time_s = clock
+    traj.info["update_cosine"] = update_cosine(tail)
     if spec.save_model:
         traj.model_state = {k: v.detach().cpu() for k, v in problem.model.state_dict().items()}
+
+
+def update_cosine(snapshots: list[Tensor]) -> float:
+    """Mean cosine between successive updates θ[k+1] - θ[k]: near -1 when the iterate bounces
+    back and forth across a valley, near +1 when it moves steadily. NaN when undefined."""
+    updates = [b - a for a, b in itertools.pairwise(snapshots)]
+    cosines = [
+        float(torch.dot(u, v) / (u.norm() * v.norm()))
+        for u, v in itertools.pairwise(updates)
+        if u.norm() > 0 and v.norm() > 0
+    ]
+    return sum(cosines) / len(cosines) if cosines else math.nan
 
 
 def _divergence(
