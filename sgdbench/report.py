@@ -43,6 +43,7 @@ RUN_COLUMNS = [
     "samples_per_s",
     "final_val_accuracy",
     "target_loss",
+    "verdict",
 ]
 TARGET_COLUMNS = ("steps_to_target", "samples_to_target", "time_to_target_s")
 # --by: any grid axis, or one of these runs.parquet columns.
@@ -267,6 +268,7 @@ def summarize_runs(runs: pd.DataFrame, group_by: Sequence[str] | None = None) ->
             row.update({f"{c}_median": q50, f"{c}_q25": q25, f"{c}_q75": q75})
         for c in ("steps_per_s", "samples_per_s", "final_val_accuracy"):
             row[f"{c}_median"] = quantiles(trained[c].to_numpy(np.float64, na_value=np.nan))[1]
+        row["verdict"] = verdict_summary(g["verdict"])
         row["run_ids"] = list(g["run_id"])
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -275,6 +277,16 @@ def summarize_runs(runs: pd.DataFrame, group_by: Sequence[str] | None = None) ->
     if not group_by and table.duplicated(labels).any():
         table.attrs["labels"] = [*labels, "config_id"]
     return table
+
+
+def verdict_summary(verdicts: pd.Series) -> str:
+    """The seeds' learning-rate verdict: one word when they agree, else counts, commonest first."""
+    counts = verdicts.dropna().value_counts()
+    if counts.empty:
+        return "-"
+    if len(counts) == 1:
+        return str(counts.index[0])
+    return " ".join(f"{n} {v}" for v, n in counts.items())
 
 
 def speed_key(row: pd.Series, metric: str = "steps_to_target") -> tuple[float, float, float]:
@@ -572,9 +584,9 @@ def display_rows(table: pd.DataFrame, *, wide: bool) -> tuple[list[str], list[li
     has_target = (table["reached"] >= 0).any()
     header = [*labels]
     if wide:
-        header += ["runs", "status", "final loss [IQR]", "best loss [IQR]"]
+        header += ["runs", "status", "verdict", "final loss [IQR]", "best loss [IQR]"]
     else:
-        header += ["status", "final\nloss", "IQR", "best\nloss"]
+        header += ["status", "verdict", "final\nloss", "IQR"]
     if has_target:
         header += ["reached", "steps→target" if wide else "steps to\ntarget"]
         header += ["samples→target", "time→target"] if wide else ["time to\ntarget"]
@@ -585,14 +597,14 @@ def display_rows(table: pd.DataFrame, *, wide: bool) -> tuple[list[str], list[li
     for _, r in table.iterrows():
         cells = [_plain(r[c]) for c in labels]
         if wide:
-            cells += [str(r["runs"]), _fmt_status(r)]
+            cells += [str(r["runs"]), _fmt_status(r), r["verdict"]]
             for c in ("final_loss", "best_loss"):
                 quartiles = _fmt_iqr(r[f"{c}_q25"], r[f"{c}_q75"])
                 cells.append(f"{fmt_sig(r[f'{c}_median'])} [{quartiles}]")
         else:
             width = r["final_loss_q75"] - r["final_loss_q25"]
-            cells += [_fmt_status(r), fmt_sig(r["final_loss_median"])]
-            cells += [fmt_sig(width, 2), fmt_sig(r["best_loss_median"])]
+            cells += [_fmt_status(r), r["verdict"], fmt_sig(r["final_loss_median"])]
+            cells.append(fmt_sig(width, 2))
         if has_target:
             cells += [_fmt_reached(r), _fmt_count(r["steps_to_target_median"])]
             if wide:

@@ -138,6 +138,14 @@ def _digest(d: dict[str, Any]) -> str:
 
 
 @dataclass(frozen=True)
+class _ProblemFacts:
+    kwargs: dict[str, Any]
+    n_samples: int
+    function: bool
+    n_params: int
+
+
+@dataclass(frozen=True)
 class Grid:
     """A loaded grid: its name, source text and expanded runs."""
 
@@ -315,8 +323,25 @@ def _resolve_optimizer(
     )
 
 
+def _flatten_problem_keys(table: dict[str, Any]) -> dict[str, Any]:
+    """``problem.model = [...]`` in [grid] parses as a nested table: make it a "problem.model"
+    axis (problem parameters are validated per combination)."""
+    out = {}
+    for key, value in table.items():
+        if key == "problem" and isinstance(value, dict):
+            out.update({f"problem.{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
 def _check_axis_value(key: str, value: Any, presets: dict[str, Any]) -> Any:
-    """Normalize one value of a grid axis; optimizer keywords are checked per run later."""
+    """Normalize one value of a grid axis; optimizer keywords and problem parameters are
+    checked per combination later."""
+    if key.startswith("problem."):
+        if key == "problem.name":
+            raise ValueError("the problem itself is not an axis: one grid, one problem")
+        return value
     if key == "optimizer":
         if not isinstance(value, str):
             raise ValueError(f"must be an optimizer name, got {value!r}")
@@ -400,7 +425,7 @@ def _entries(
         if not entry:
             raise ctx.fail(f"{section}[{i}]", "is empty")
         checked = {}
-        for key, value in entry.items():
+        for key, value in _flatten_problem_keys(entry).items():
             loc = f"{section}[{i}].{key}"
             if section == "exclude" and key not in axes:
                 raise ctx.fail(loc, f"not a [grid] key (grid keys: {', '.join(axes)})")
@@ -486,39 +511,56 @@ def load_grid(path: str | Path, *, engine: str = "eager") -> Grid:
         )
     raw_kwargs = {k: v for k, v in problem_table.items() if k != "name"}
     base_dir = path.resolve().parent
-    problem_kwargs = ctx.check("problem", resolve_params, problem_name, raw_kwargs, base_dir)
     train = _check_train(ctx, ctx.table(data, "train"))
     presets = _check_presets(ctx, ctx.table(data, "optimizers"))
-    grid_table = ctx.table(data, "grid")
+    grid_table = _flatten_problem_keys(ctx.table(data, "grid"))
     axes = _axes(ctx, grid_table, presets)
     excludes = _entries(ctx, data, "exclude", axes, presets)
     includes = _entries(ctx, data, "include", axes, presets)
     combos = _expand(axes, excludes, includes)
     if not combos:
         raise ctx.fail("exclude", "excludes every run: nothing left to run")
+    facts_cache: dict[str, _ProblemFacts] = {}
 
-    # Build the problem once (seed 0) to learn its size: batch sizes and init are checked now,
-    # not an hour into the grid.
-    try:
-        problem = build_problem(problem_name, problem_kwargs, 0, str(base_dir))
-    except KeyedError as e:
-        raise ctx.fail(f"problem.{e.key}", e.message) from None
-    except Exception as e:
-        what = "cannot import plug-in" if is_plugin(problem_name) else "cannot build problem"
-        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ctx.fail("problem.name", f"{what} {problem_name!r}: {detail}") from None
-    n_samples = problem.n_samples
-    function_problem = problem.task == "function" or is_function_problem(problem_name)
-    n_params = parameter_count(problem)
-    if train["early_stopping_patience"] and problem.X_val is None:
-        raise ctx.fail(
-            "train.early_stopping",
-            f"{problem_name!r} has no validation data (set problem.val_fraction)",
+    def problem_facts(combo: Combo) -> _ProblemFacts:
+        """Resolve and build the combination's problem once per distinct configuration (seed
+        0) to learn its size: batch sizes and init are checked now, not an hour into the grid."""
+        overrides = {k[len("problem.") :]: v for k, v in combo.items() if k.startswith("problem.")}
+        merged = {**raw_kwargs, **{k: value for k, (value, _) in overrides.items()}}
+        cache_key = json.dumps(merged, sort_keys=True, default=str)
+        if cache_key in facts_cache:
+            return facts_cache[cache_key]
+
+        def where(key: str) -> str:
+            return overrides[key][1] if key in overrides else f"problem.{key}"
+
+        try:
+            kwargs = resolve_params(problem_name, merged, base_dir)
+            problem = build_problem(problem_name, kwargs, 0, str(base_dir))
+        except KeyedError as e:
+            raise ctx.fail(where(e.key), e.message) from None
+        except Exception as e:
+            what = "cannot import plug-in" if is_plugin(problem_name) else "cannot build problem"
+            detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ctx.fail("problem.name", f"{what} {problem_name!r}: {detail}") from None
+        facts = _ProblemFacts(
+            kwargs=kwargs,
+            n_samples=problem.n_samples,
+            function=problem.task == "function" or is_function_problem(problem_name),
+            n_params=parameter_count(problem),
         )
-    if isinstance(train["init"], list) and len(train["init"]) != n_params:
-        raise ctx.fail(
-            "train.init", f"has {len(train['init'])} values, the model has {n_params} parameters"
-        )
+        if train["early_stopping_patience"] and problem.X_val is None:
+            raise ctx.fail(
+                "train.early_stopping",
+                f"{problem_name!r} has no validation data (set problem.val_fraction)",
+            )
+        if isinstance(train["init"], list) and len(train["init"]) != facts.n_params:
+            raise ctx.fail(
+                "train.init",
+                f"has {len(train['init'])} values, the model has {facts.n_params} parameters",
+            )
+        facts_cache[cache_key] = facts
+        return facts
 
     cuda = torch.cuda.is_available()
     keys = list(dict.fromkeys(k for c in combos for k in c))
@@ -529,8 +571,10 @@ def load_grid(path: str | Path, *, engine: str = "eager") -> Grid:
         opt_name, opt_loc = combo["optimizer"]
         cls, preset_kwargs = ctx.check(opt_loc, _resolve_optimizer, opt_name, presets)
         kwargs = dict(preset_kwargs)
+        facts = problem_facts(combo)
+        n_samples, function_problem = facts.n_samples, facts.function
         for key, (value, loc) in combo.items():
-            if key in FIXED_AXES:
+            if key in FIXED_AXES or key.startswith("problem."):
                 continue
             try:
                 kwargs[key] = opt.normalize_kwarg(cls, key, value)
@@ -571,7 +615,7 @@ def load_grid(path: str | Path, *, engine: str = "eager") -> Grid:
 
         spec = RunSpec(
             problem=problem_name,
-            problem_kwargs=problem_kwargs,
+            problem_kwargs=facts.kwargs,
             optimizer=opt_name,
             optimizer_class=cls,
             optimizer_kwargs=opt.json_safe(kwargs),

@@ -217,3 +217,35 @@ def test_schedule_as_an_axis(write_grid):
     assert names == ["constant", "step"]
     step = next(r for r in g.runs if r.schedule["name"] == "step")
     assert step.schedule == {"name": "step", "step_size": 2, "gamma": 0.5}
+
+
+def test_problem_parameters_can_be_axes(write_grid):
+    g = grid(
+        write_grid,
+        """
+[grid]
+lr = 0.1
+batch_size = 8
+problem.n_features = [2, 5]
+seed = [0, 1]
+""",
+    )
+    assert len(g.runs) == 4 and "problem.n_features" in g.axes
+    widths = sorted({r.problem_kwargs["n_features"] for r in g.runs})
+    assert widths == [2, 5]
+    assert all(r.axes["problem.n_features"] == r.problem_kwargs["n_features"] for r in g.runs)
+    # the other problem keys keep the [problem] values
+    assert {r.problem_kwargs["n_samples"] for r in g.runs} == {64}
+
+
+def test_a_bad_problem_axis_value_is_located_in_the_grid(write_grid):
+    with pytest.raises(GridError) as e:
+        grid(write_grid, "[grid]\nlr = 0.1\nbatch_size = 8\nproblem.noise = [0.1, -1.0]\n")
+    assert str(e.value) == "grid.toml: grid.problem.noise[1]: must be >= 0, got -1.0"
+
+
+def test_batch_size_is_checked_against_each_problem_size(write_grid):
+    with pytest.raises(GridError) as e:
+        grid(write_grid, "[grid]\nlr = 0.1\nbatch_size = 20\nproblem.n_samples = [100, 10]\n")
+    assert e.value.key == "grid.batch_size"
+    assert "larger than the 10 training samples" in e.value.message
