@@ -241,7 +241,8 @@ seed = [0, 1]
 def test_a_bad_problem_axis_value_is_located_in_the_grid(write_grid):
     with pytest.raises(GridError) as e:
         grid(write_grid, "[grid]\nlr = 0.1\nbatch_size = 8\nproblem.noise = [0.1, -1.0]\n")
-    assert str(e.value) == "grid.toml: grid.problem.noise[1]: must be >= 0, got -1.0"
+    assert e.value.key == "grid.problem.noise[1]"
+    assert e.value.message == "must be >= 0, got -1.0"
 
 
 def test_batch_size_is_checked_against_each_problem_size(write_grid):
