@@ -27,6 +27,18 @@ run: install
 	$(BIN)/sgdbench run $(GRID)
 	$(BIN)/sgdbench report results/$$(basename $(GRID) .toml)
 
+experiments: install
+	@for grid in experiments/*.toml; do \
+		name=$$(basename $$grid .toml); out=results/$$name; \
+		echo "== $$name"; \
+		$(BIN)/sgdbench run $$grid -q || exit $$?; \
+		$(BIN)/sgdbench report $$out --format markdown > $$out/report.md || exit $$?; \
+		for kind in curves lr speed; do \
+			$(BIN)/sgdbench plot $$out --kind $$kind --out $$out/$$kind.png || exit $$?; \
+		done; \
+		cat $$out/report.md; \
+	done
+
 test: install
 	$(BIN)/python -m pytest -q
 

@@ -40,7 +40,7 @@ TRAIN_KEYS: dict[str, tuple[Any, str]] = {
     "deterministic": (True, "torch.use_deterministic_algorithms on CUDA"),
     "optimizer_impl": ("auto", "auto | fused | foreach | forloop"),
     "stop_at_target": (False, "stop a run at the first evaluation at or below target_loss"),
-    "threads": (None, "intra-op CPU threads per run (default: torch's)"),
+    "threads": (1, "intra-op CPU threads per run; \"auto\": torch's choice (or the executor's)"),
     "early_stopping": (
         None,
         "{patience = N}: stop when validation loss has not improved for N evaluations",
@@ -83,7 +83,7 @@ class RunSpec:
     deterministic: bool
     optimizer_impl: str
     stop_at_target: bool
-    threads: int | None
+    threads: int | str  # a count, or "auto"
     early_stopping_patience: int = 0
     engine: str = "eager"
     # Where the run came from and how it is kept, not what it computes: not part of run_id.
@@ -264,7 +264,9 @@ def _check_train(ctx: _Ctx, train: dict[str, Any]) -> dict[str, Any]:
             "train.early_stopping.patience", _int, stopping["patience"], 1
         )
     out["checkpoint_every"] = ctx.check("train.checkpoint_every", _int, out["checkpoint_every"], 0)
-    if out["threads"] is not None:
+    if out["threads"] != "auto":
+        # One thread by default: small models are fastest on one, OpenMP threads spinning against
+        # a busy machine made steps 10-30x slower, and the thread count can change reductions.
         out["threads"] = ctx.check("train.threads", _int, out["threads"], 1)
     if out["stop_at_target"] and out["target_loss"] is None:
         raise ctx.fail("train.stop_at_target", "needs train.target_loss")

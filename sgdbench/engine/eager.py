@@ -222,7 +222,7 @@ def _run_context(spec: RunSpec, device: torch.device) -> Iterator[None]:
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seeding.derive_seed(spec.seed, seeding.GLOBAL))
-        if spec.threads:
+        if isinstance(spec.threads, int):
             torch.set_num_threads(spec.threads)
         if device.type == "cuda":
             torch.use_deterministic_algorithms(spec.deterministic)

@@ -1,0 +1,106 @@
+"""Each shipped experiment runs, and the lesson its header promises holds."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sgdbench.engine import eager
+from sgdbench.metrics import loss_digest
+from sgdbench.spec import load_grid
+from tests.conftest import REPO, cli
+
+EXPERIMENTS = REPO / "experiments"
+
+
+def run_experiment(name: str, tmp_path: Path) -> pd.DataFrame:
+    result = cli("run", EXPERIMENTS / f"{name}.toml", "--out", tmp_path / name, "-q")
+    assert result.exit_code == 0, result
+    runs = pd.read_parquet(tmp_path / name / "runs.parquet")
+    for key in dict.fromkeys(k for a in runs["axes"] for k in json.loads(a)):
+        if key not in runs:  # e.g. problem.model; batch_size stays the resolved integer
+            runs[key] = [json.loads(a).get(key) for a in runs["axes"]]
+    return runs
+
+
+def test_every_experiment_says_what_it_answers():
+    for path in EXPERIMENTS.glob("*.toml"):
+        header = path.read_text().splitlines()[0]
+        assert header.startswith("# "), f"{path.name} has no comment header"
+        load_grid(path)  # and it is a valid grid
+
+
+def test_full_batch_needs_fewer_steps_but_more_samples(tmp_path):
+    runs = run_experiment("gd_vs_sgd_vs_minibatch", tmp_path)
+    assert set(runs["verdict"]) == {"converged"}
+    median = runs.groupby("batch_size")[["steps_to_target", "samples_to_target"]].median()
+    full = runs.loc[runs["full_batch"], "batch_size"].iloc[0]
+    steps, samples = median["steps_to_target"], median["samples_to_target"]
+    assert steps[full] < steps[10] < steps[1]
+    assert samples[1] < samples[10] < samples[full]
+
+
+def test_learning_rate_verdicts_say_crawl_converge_bounce_diverge(tmp_path):
+    runs = run_experiment("learning_rate_too_low_high", tmp_path).set_index("lr")
+    assert runs["verdict"].to_dict() == {
+        0.001: "too_slow",
+        0.1: "converged",
+        0.5: "converged",
+        0.9: "converged",
+        1.0: "oscillating",
+        1.1: "diverged",
+    }
+    assert runs.loc[0.5, "steps_to_target"] == 1  # lr 0.5 jumps to the minimum in one step
+
+
+def test_digits_linear_classifier_reaches_95_percent(tmp_path):
+    runs = run_experiment("digits_3_vs_7", tmp_path)
+    linear = runs[runs["problem.model"] == "linear"]
+    assert linear.groupby("optimizer")["final_val_accuracy"].median().min() >= 0.95
+    mlp = runs[runs["problem.model"] == "mlp"]
+    assert (mlp["final_val_accuracy"] >= 0.95).all()
+    assert runs["best_val_step"].notna().all()
+
+
+def test_larger_batches_trade_steps_for_samples(tmp_path):
+    runs = run_experiment("noisy_quadratic_batch_size", tmp_path)
+    median = runs.groupby("batch_size")[["steps_to_target", "samples_to_target"]].median()
+    order = median.sort_index()  # batch sizes 1, 8, 64, 1000 (full)
+    assert order["steps_to_target"].is_monotonic_decreasing
+    assert order["samples_to_target"].is_monotonic_increasing
+    assert order["steps_to_target"].iloc[0] > 10 * order["steps_to_target"].iloc[-1]
+
+
+def test_resume_adam_needs_the_optimizer_state(tmp_path):
+    (spec,) = load_grid(EXPERIMENTS / "resume_adam.toml").runs
+    # CI-sized: the experiment's schedule and checkpointing, over fewer steps.
+    spec = dataclasses.replace(
+        spec, steps=1200, eval_every=200, checkpoint_dir=str(tmp_path / "ckpt")
+    )
+    whole = eager.run(dataclasses.replace(spec, checkpoint_every=0))
+
+    stops = iter([False] * 3 + [True])
+    with pytest.raises(eager.StopRequested):
+        eager.run(spec, should_stop=lambda: next(stops))
+    saved = tmp_path / "ckpt" / f"{spec.run_id}.pt"
+    shutil.copy(saved, tmp_path / "saved.pt")
+    resumed = eager.run(spec)
+    assert resumed.info["resumed_from_step"] > 0
+    assert loss_digest(resumed.losses) == loss_digest(whole.losses)
+
+    import torch
+
+    state = torch.load(tmp_path / "saved.pt", weights_only=True)
+    assert {"exp_avg", "exp_avg_sq", "step"} <= set(
+        next(iter(state["optimizer"]["state"].values()))
+    )
+    state["optimizer"]["state"] = {}  # "resume" with the model's state only
+    torch.save(state, saved)
+    model_only = eager.run(spec)
+    assert model_only.info["resumed_from_step"] == resumed.info["resumed_from_step"]
+    assert loss_digest(model_only.losses) != loss_digest(whole.losses)
