@@ -101,6 +101,10 @@ RUN_SCHEMA = pa.schema(
         ("axes", pa.string()),
         ("spec", pa.string()),
         ("schema_version", pa.int64()),
+        # stacked engine (null on the eager engine): the group, its size and training time
+        ("group_id", pa.string()),
+        ("group_size", pa.int64()),
+        ("group_train_time_s", pa.float64()),
     ]
 )
 
@@ -207,6 +211,9 @@ def run_row(spec: RunSpec, traj: Trajectory, git_sha: str | None) -> dict[str, A
         "axes": json.dumps(spec.axes),
         "spec": spec.to_json(),
         "schema_version": SCHEMA_VERSION,
+        "group_id": info.get("group_id"),
+        "group_size": info.get("group_size"),
+        "group_train_time_s": info.get("group_train_time_s"),
     }
 
 
