@@ -228,8 +228,8 @@ class StackedOptimizer:
     """State and hyperparameters of one optimizer over a stacked parameter ``[members, ...]``.
 
     ``lrs`` and ``kwargs_list`` give each member's learning rate and keyword arguments (as the
-    run's spec has them). ``step(grad, scalars)`` applies one update; ``scalars`` is one row of
-    ``window_scalars``.
+    run's spec has them). ``step(grad, scalars)`` applies one update; ``scalars`` is one entry
+    of ``window_scalars``.
     """
 
     class_name: str
@@ -240,7 +240,6 @@ class StackedOptimizer:
     constants: dict[str, Tensor] = field(default_factory=dict)
     state: dict[str, Tensor] = field(default_factory=dict)
     steps_done: int = 0
-    _scalar_names: list[str] = field(default_factory=list)
 
     @classmethod
     def create(
@@ -285,9 +284,11 @@ class StackedOptimizer:
             init = self._column(self.values["initial_accumulator_value"])
             self.state = {"sum": (zeros() + init).contiguous()}
 
-    def window_scalars(self, n_steps: int, lr_factors: np.ndarray | None = None) -> Tensor:
-        """Per-step scalars for the next ``n_steps`` updates: ``[n_steps, K, members, 1, ...]``
-        (index it with ``row(scalars, i)``). ``lr_factors``: the schedule's factor per step."""
+    def window_scalars(
+        self, n_steps: int, lr_factors: np.ndarray | None = None
+    ) -> list[dict[str, Tensor]]:
+        """Per-step scalars for the next ``n_steps`` updates, one dict per step of tensors
+        shaped like the constants. ``lr_factors``: the schedule's factor per step."""
         factors = np.ones(n_steps) if lr_factors is None else np.asarray(lr_factors, np.float64)
         lr = factors[:, None] * self.lrs[None, :]  # [n, members]
         t = (self.steps_done + 1 + np.arange(n_steps, dtype=np.float64))[:, None]  # 1-based
@@ -301,27 +302,23 @@ class StackedOptimizer:
             columns = {
                 "neg_step_size": -(lr / bias_correction1),
                 "bias_correction2_sqrt": bias_correction2**0.5,
-                "decay": 1 - lr * v["weight_decay"][None, :],
             }
+            if self.flags["decoupled"]:
+                columns["decay"] = 1 - lr * v["weight_decay"][None, :]
         else:  # Adagrad
             columns = {"neg_clr": -(lr / (1 + (t - 1) * v["lr_decay"][None, :]))}
-        self._scalar_names = list(columns)
-        table = np.stack([columns[k] for k in self._scalar_names], axis=1)  # [n, K, members]
+        names = list(columns)
+        table = np.stack([columns[k] for k in names], axis=0)  # [K, n, members]
         shape = table.shape + (1,) * (self.param.dim() - 1)
         tensor = torch.tensor(table, dtype=self.param.dtype).view(shape)
-        return tensor.to(self.param.device, non_blocking=True)
-
-    def row(self, scalars: Tensor, i: int) -> dict[str, Tensor]:
-        """Step ``i`` of a window's scalars, by name."""
-        r = scalars[i]
-        return {name: r[k] for k, name in enumerate(self._scalar_names)}
+        tensor = tensor.to(self.param.device, non_blocking=True)
+        per_name = [tensor[k].unbind(0) for k in range(len(names))]  # views, no copies
+        return [dict(zip(names, row, strict=True)) for row in zip(*per_name, strict=True)]
 
     def step(self, grad: Tensor, scalars: dict[str, Tensor]) -> None:
-        """One update of every member (``grad``: the stacked gradient)."""
-        with torch.no_grad():
-            UPDATES[self.class_name](
-                self.param, grad, self.state, self.constants, scalars, self.flags
-            )
+        """One update of every member (``grad``: the stacked gradient, not requiring grad;
+        ``scalars``: this step's entry of ``window_scalars``)."""
+        UPDATES[self.class_name](self.param, grad, self.state, self.constants, scalars, self.flags)
         self.steps_done += 1
 
     def select(self, keep: Tensor, param: Tensor) -> None:

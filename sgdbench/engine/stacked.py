@@ -190,11 +190,11 @@ def _train_group(
         scalars = optimizer.window_scalars(
             end - step, None if factor is None else factor(np.arange(step, end))
         )
-        for i in range(step, end):
+        for i, scalars_i in enumerate(scalars, start=step):
             xb, yb, shared = batches(i)
-            loss = model.losses(xb, yb, shared)
-            optimizer.step(model.gradient(loss), optimizer.row(scalars, i - step))
-            pending.append(loss.detach())
+            loss, grad = model.loss_and_gradient(xb, yb, shared)
+            optimizer.step(grad, scalars_i)
+            pending.append(loss)
         sync(device)
         elapsed = time.perf_counter() - t0
         # ---- bookkeeping, clock stopped --------------------------------------------------------

@@ -83,11 +83,46 @@ def _batched_loss(loss_fn: Callable[..., Tensor]) -> Callable[[Tensor, Tensor | 
     )(out, y)
 
 
+def _analytic_loss(
+    loss_fn: Callable[..., Tensor],
+) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None:
+    """For the built-in data losses: ``(out, y) -> (per-member loss, d loss / d out)``, the
+    gradient written out (the matmul path then needs no autograd graph); else None."""
+
+    def mse(out: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        residual = out.squeeze(-1) - y
+        return residual.square().mean(-1), (residual * (2.0 / residual.shape[-1])).unsqueeze(-1)
+
+    def bce(out: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        logits = out.squeeze(-1)
+        target = y.expand_as(logits)
+        loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(-1)
+        grad = (torch.sigmoid(logits) - target) * (1.0 / logits.shape[-1])
+        return loss, grad.unsqueeze(-1)
+
+    def cross_entropy(out: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        members, batch, _ = out.shape
+        log_p = torch.log_softmax(out, dim=-1)
+        index = y.expand(members, batch).unsqueeze(-1)
+        loss = -log_p.gather(-1, index).squeeze(-1).mean(-1)
+        grad = log_p.exp_().scatter_add_(-1, index, torch.full_like(index, -1, dtype=out.dtype))
+        return loss, grad.mul_(1.0 / batch)
+
+    return {
+        builtin.mse_loss: mse,
+        builtin.bce_loss: bce,
+        builtin.cross_entropy_loss: cross_entropy,
+    }.get(loss_fn)
+
+
 class StackedModel:
-    """The stacked parameters of a group and the batched forward, loss and evaluation.
+    """The stacked parameters of a group and the batched forward, loss, gradient and evaluation.
 
     ``template`` provides the model structure, loss and data (on ``device``); ``member_params``
-    each member's initial parameters in ``template.trainable_parameters()`` order.
+    each member's initial parameters in ``template.trainable_parameters()`` order. On the matmul
+    path each layer is stored as its transposed weight ``[in, out]`` then its bias, so the
+    forward is one ``baddbmm`` per layer without reshaping; the layout is internal (parameters
+    never go back into the ``nn.Module``).
     """
 
     def __init__(
@@ -96,12 +131,19 @@ class StackedModel:
         self.problem = template
         model = template.model
         self.names = [n for n, p in model.named_parameters() if p.requires_grad]
-        self.shapes = [tuple(p.shape) for p in template.trainable_parameters()]
-        self.sizes = [math.prod(s) for s in self.shapes]
         self.buffers = dict(model.named_buffers())
         self.layers = _layers(model)
         self.kind = "matmul" if self.layers is not None else "vmap"
         self.loss = _batched_loss(template.loss_fn)
+        self.analytic = _analytic_loss(template.loss_fn) if self.layers is not None else None
+        shapes = [tuple(p.shape) for p in template.trainable_parameters()]
+        if self.layers is not None:  # weight [out, in] stored transposed; bias as [1, out]
+            shapes = [(s[1], s[0]) if len(s) == 2 else (1, s[0]) for s in shapes]
+            member_params = [
+                [p.t() if p.dim() == 2 else p for p in params] for params in member_params
+            ]
+        self.shapes = shapes
+        self.sizes = [math.prod(s) for s in shapes]
         flat = torch.stack(
             [torch.cat([p.detach().reshape(-1) for p in params]) for params in member_params]
         )
@@ -114,7 +156,7 @@ class StackedModel:
         offset = 0
         for shape, size in zip(self.shapes, self.sizes, strict=True):
             view = self.flat[:, offset : offset + size].view(members, *shape)
-            self.leaves.append(view.detach().requires_grad_(True))
+            self.leaves.append(view.detach().requires_grad_(self.analytic is None))
             offset += size
 
     @property
@@ -125,19 +167,22 @@ class StackedModel:
         """Keep only the members at indices ``keep`` (the others leave the stack)."""
         self._bind(self.flat.index_select(0, keep))
 
+    def _activations(self, x: Tensor, shared: bool) -> list[Tensor]:
+        """Matmul path: each layer's input, then the output."""
+        assert self.layers is not None
+        hs = [x.expand(self.members, *x.shape) if shared else x]
+        n_layers = len(self.layers)
+        for k in range(n_layers):
+            h = torch.baddbmm(self.leaves[2 * k + 1], hs[-1], self.leaves[2 * k])
+            hs.append(torch.relu(h) if k < n_layers - 1 else h)
+        return hs
+
     def forward(self, x: Tensor | None, shared: bool) -> Tensor:
         """Outputs of every member: ``x`` is ``[batch, ...]`` for all members when ``shared``,
         else ``[members, batch, ...]``; ``None`` for function problems."""
         if self.layers is not None:
             assert x is not None
-            h = x.expand(self.members, *x.shape) if shared else x
-            n_layers = len(self.layers)
-            for k in range(n_layers):
-                weight, bias = self.leaves[2 * k], self.leaves[2 * k + 1]
-                h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
-                if k < n_layers - 1:
-                    h = torch.relu(h)
-            return h
+            return self._activations(x, shared)[-1]
         model, buffers, names = self.problem.model, self.buffers, self.names
 
         def one(params: tuple[Tensor, ...], xb: Tensor | None) -> Tensor:
@@ -151,9 +196,28 @@ class StackedModel:
         """Each member's mean loss on its batch: ``[members]``."""
         return self.loss(self.forward(x, shared), y)
 
-    def gradient(self, losses: Tensor) -> Tensor:
-        """The stacked gradient ``[members, n_parameters]`` of each member's loss."""
-        grads = torch.autograd.grad(losses.sum(), self.leaves)
+    def loss_and_gradient(
+        self, x: Tensor | None, y: Tensor | None, shared: bool
+    ) -> tuple[Tensor, Tensor]:
+        """Each member's loss ``[members]`` and the stacked gradient ``[members, n_parameters]``
+        of each member's loss: written out on the matmul path with a built-in loss, else by
+        autograd of the summed losses (members are independent, so each gets its own)."""
+        if self.analytic is None:
+            losses = self.losses(x, y, shared)
+            return losses.detach(), self._flatten(torch.autograd.grad(losses.sum(), self.leaves))
+        assert x is not None and y is not None and self.layers is not None
+        hs = self._activations(x, shared)
+        losses, g = self.analytic(hs[-1], y)
+        grads: list[Tensor] = []
+        for k in range(len(self.layers) - 1, -1, -1):
+            grads.append(g.sum(1, keepdim=True))  # bias
+            grads.append(torch.bmm(hs[k].transpose(1, 2), g))  # transposed weight
+            if k > 0:
+                g = torch.bmm(g, self.leaves[2 * k].transpose(1, 2))
+                g = torch.ops.aten.threshold_backward(g, hs[k], 0)  # ReLU's backward
+        return losses, self._flatten(grads[::-1])
+
+    def _flatten(self, grads: list[Tensor] | tuple[Tensor, ...]) -> Tensor:
         if len(grads) == 1:
             return grads[0].reshape(self.members, -1)
         return torch.cat([g.reshape(self.members, -1) for g in grads], dim=1)
@@ -230,28 +294,37 @@ class StackedBatches:
         return self.X is None or b.batch_size >= b.n or not b.shuffle or len(set(self.seeds)) == 1
 
     def __call__(self, step: int) -> tuple[Tensor | None, Tensor | None, bool]:
-        if self.shared:
-            x, y = self.first(step)
-            return x, y, True
         b = self.first
+        if self.X is None or b.batch_size >= b.n or not b.shuffle:
+            x, y = b(step)
+            return x, y, True
         epoch, i = divmod(step, b.steps_per_epoch)
         start, stop = i * b.batch_size, min((i + 1) * b.batch_size, b.n)
         if epoch != self._epoch:
             self._new_epoch(epoch)
-        if self._X_epoch is not None:
+        shared = self.shared
+        if self._X_epoch is not None:  # slices of this epoch's permuted copy: no gather
+            if shared:
+                y = None if self._y_epoch is None else self._y_epoch[start:stop]
+                return self._X_epoch[start:stop], y, True
             y = None if self._y_epoch is None else self._y_epoch[:, start:stop]
             return self._X_epoch[:, start:stop], y, False
-        assert self._order is not None and self.X is not None
-        idx = self._order[:, start:stop]
-        return self.X[idx], None if self.y is None else self.y[idx], False
+        assert self._order is not None
+        idx = self._order[start:stop] if shared else self._order[:, start:stop]
+        return self.X[idx], None if self.y is None else self.y[idx], shared
 
     def _new_epoch(self, epoch: int) -> None:
+        """This epoch's order (``Batches.order`` per seed) and, if small enough, the data in
+        that order."""
         assert self.X is not None
-        orders = {seed: b.order(epoch) for seed, b in self.by_seed.items() if seed in self.seeds}
-        self._order = torch.stack([orders[s] for s in self.seeds])
+        if self.shared:
+            self._order = self.first.order(epoch)
+        else:
+            orders = {s: b.order(epoch) for s, b in self.by_seed.items() if s in self.seeds}
+            self._order = torch.stack([orders[s] for s in self.seeds])
         self._epoch = epoch
         row_bytes = self.X[0].numel() * self.X.element_size()
-        if len(self.seeds) * self.X.shape[0] * row_bytes <= PERMUTED_DATA_BYTES:
+        if self._order.numel() * row_bytes <= PERMUTED_DATA_BYTES:
             self._X_epoch = self.X[self._order]
             self._y_epoch = None if self.y is None else self.y[self._order]
         else:
@@ -292,10 +365,9 @@ def problem_reason(
             both = (xb.unsqueeze(0).expand(2, *xb.shape), None if yb is None else yb.expand(2, 2))
             batches = [(xb, yb, True), (*both, False)]
         for xb, yb, shared in batches:
-            losses = stacked.losses(xb, yb, shared)
+            losses, _ = stacked.loss_and_gradient(xb, yb, shared)
             if losses.shape != (2,):
                 return f"its loss is not a scalar per member (got shape {tuple(losses.shape)})"
-            stacked.gradient(losses)
         stacked.evaluate()
     except Exception as e:  # any failure means: run it on the eager engine
         detail = str(e).splitlines()[0] if str(e) else type(e).__name__
