@@ -5,7 +5,7 @@ independent, so it is measured on a few of the sweep's runs); the stacked engine
 (members x steps / group training time). Both use the training clock (evaluation excluded);
 pytest-benchmark's own timing is the whole unit (build, evaluations, training).
 
-    python -m pytest benchmarks/test_stacked_speed.py --benchmark-only -s
+    python -m pytest benchmarks/test_stacked_speed.py -s
 
 The last test prints the speed-up table (ratios measured in this session).
 """
