@@ -108,12 +108,13 @@ def run(
     try:
         from sgdbench.spec import load_grid
 
-        if engine is Engine.stacked or (executor not in (None, Executor.serial)) or jobs > 1:
+        if (executor not in (None, Executor.serial)) or jobs > 1:
             raise UsageError(
-                "sgdbench: only --executor serial, --jobs 1 and --engine eager|auto "
-                "are available in this version"
+                "sgdbench: only --executor serial and --jobs 1 are available in this version"
             )
-        loaded = load_grid(grid, engine="eager")
+        loaded = load_grid(grid, engine=engine.value)
+        for note in loaded.notes:
+            print(f"sgdbench: {note}", file=sys.stderr)
         if dry_run:
             _print_dry_run(loaded)
             raise typer.Exit(EXIT_OK)

@@ -24,6 +24,7 @@ from sgdbench.errors import GridError, KeyedError
 TOP_KEYS = ("name", "description", "problem", "train", "grid", "optimizers", "exclude", "include")
 FIXED_AXES = ("optimizer", "lr", "batch_size", "device", "seed", "schedule")
 ENGINES = ("eager", "stacked")
+ENGINE_CHOICES = ("auto", *ENGINES)  # what load_grid accepts; "auto" resolves per run
 IMPLS = ("auto", "fused", "foreach", "forloop")
 
 # [train] keys: default and help (shown by the README and error messages).
@@ -123,6 +124,28 @@ class RunSpec:
         d.pop("seed")
         return _digest({**d, "schema_version": SCHEMA_VERSION})
 
+    @property
+    def group_id(self) -> str:
+        """Runs with equal ``group_id`` can train together as one stacked model: they agree on
+        everything except the learning rate, the seed and the elementwise optimizer
+        hyperparameters (momentum, betas, eps, weight decay, ...; ``stacked_optim.ELEMENTWISE``).
+        The optimizer's name (a preset is a label) is not part of it; its class and flags are."""
+        from sgdbench import stacked_optim
+
+        d = self.identity()
+        for key in ("lr", "seed", "optimizer", "optimizer_kwargs"):
+            d.pop(key)
+        elementwise = stacked_optim.ELEMENTWISE.get(self.optimizer_class, {})
+        d["optimizer_flags"] = stacked_optim.group_flags(
+            self.optimizer_class, self.optimizer_kwargs
+        )
+        d["optimizer_other"] = {
+            k: v
+            for k, v in self.optimizer_kwargs.items()
+            if k not in elementwise and k not in d["optimizer_flags"]
+        }
+        return _digest({**d, "schema_version": SCHEMA_VERSION})
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
@@ -154,6 +177,7 @@ class Grid:
     text: str
     runs: list[RunSpec]
     axes: list[str]  # keys that vary across runs, in grid order
+    notes: list[str] = field(default_factory=list)  # e.g. why runs fall back to eager
 
 
 # ---------------------------------------------------------------------------------------------
@@ -472,7 +496,14 @@ def _default_eval_every(steps: int, epochs: int | None, steps_per_epoch: int) ->
 
 
 def load_grid(path: str | Path, *, engine: str = "eager") -> Grid:
-    """Read, validate and expand a grid file. Raises ``GridError`` (exit code 2) on bad input."""
+    """Read, validate and expand a grid file. Raises ``GridError`` (exit code 2) on bad input.
+
+    ``engine``: "eager", "stacked" (every run that can be stacked; the others run eager, with a
+    note saying why) or "auto" (stacked where a run can be stacked and shares its group with at
+    least one other run, else eager). The choice is made here, per run, and is part of run_id.
+    """
+    if engine not in ENGINE_CHOICES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINE_CHOICES)}, got {engine!r}")
     import torch
 
     from sgdbench import optimizers as opt
@@ -641,8 +672,8 @@ def load_grid(path: str | Path, *, engine: str = "eager") -> Grid:
             optimizer_impl=train["optimizer_impl"],
             stop_at_target=train["stop_at_target"],
             threads=train["threads"],
+            engine="eager" if engine == "eager" else "stacked",
             early_stopping_patience=train["early_stopping_patience"],
-            engine=engine,
             checkpoint_every=train["checkpoint_every"],
             keep_checkpoints=train["keep_checkpoints"],
             save_model=train["save_model"],
@@ -651,4 +682,66 @@ def load_grid(path: str | Path, *, engine: str = "eager") -> Grid:
             search_path=str(base_dir),
         )
         runs.setdefault(spec.run_id, spec)  # an include may repeat a combination: run it once
-    return Grid(name=name, path=path, text=text, runs=list(runs.values()), axes=varying)
+    specs, notes = list(runs.values()), []
+    if engine != "eager":
+        specs, notes = _choose_engines(specs, engine, file)
+    return Grid(name=name, path=path, text=text, runs=specs, axes=varying, notes=notes)
+
+
+def _choose_engines(
+    specs: list[RunSpec], engine: str, file: str
+) -> tuple[list[RunSpec], list[str]]:
+    """Specs marked ``engine="stacked"`` become eager where they cannot be stacked (and, for
+    ``auto``, where their group would have one member); notes say why, once per reason."""
+    from dataclasses import replace
+
+    from sgdbench import stacked_optim
+    from sgdbench.engine.stacking import problem_reason
+    from sgdbench.problems.factory import build_problem
+    from sgdbench.problems.registry import is_plugin
+
+    problem_reasons: dict[str, str | None] = {}  # per problem configuration (problem axes)
+
+    def why_problem(spec: RunSpec) -> str | None:
+        key = json.dumps(spec.problem_kwargs, sort_keys=True, default=str)
+        if key not in problem_reasons:
+            rebuild = None
+            if is_plugin(spec.problem):
+
+                def rebuild(seed: int) -> Any:
+                    return build_problem(spec.problem, spec.problem_kwargs, seed, spec.search_path)
+
+            problem = build_problem(spec.problem, spec.problem_kwargs, 0, spec.search_path)
+            problem_reasons[key] = problem_reason(problem, rebuild)
+        return problem_reasons[key]
+
+    def why_training(spec: RunSpec) -> str | None:
+        if spec.checkpoint_every:
+            return "checkpoint_every: the stacked engine does not checkpoint"
+        if spec.early_stopping_patience:
+            return "early_stopping: the stacked engine does not stop members early"
+        return None
+
+    reasons: dict[str, str | None] = {}
+    for spec in specs:
+        reasons[spec.run_id] = (
+            why_training(spec)
+            or why_problem(spec)
+            or stacked_optim.unsupported_reason(spec.optimizer_class, spec.optimizer_kwargs)
+        )
+    if engine == "auto":
+        sizes: dict[str, int] = {}
+        for spec in specs:
+            if reasons[spec.run_id] is None:
+                sizes[spec.group_id] = sizes.get(spec.group_id, 0) + 1
+    out, counts = [], {}
+    for spec in specs:
+        why = reasons[spec.run_id]
+        if why is None and engine == "auto" and sizes[spec.group_id] < 2:
+            why = "its group has a single run (nothing to stack it with)"
+        if why is not None:
+            spec = replace(spec, engine="eager")
+            counts[why] = counts.get(why, 0) + 1
+        out.append(spec)
+    notes = [f"{file}: {n} run(s) on the eager engine: {why}" for why, n in counts.items()]
+    return out, notes

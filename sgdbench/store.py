@@ -108,6 +108,10 @@ RUN_SCHEMA = pa.schema(
         ("update_cosine", pa.float64()),
         ("best_val_loss", pa.float64()),
         ("best_val_step", pa.int64()),
+        # stacked engine (null on the eager engine): the group, its size and training time
+        ("group_id", pa.string()),
+        ("group_size", pa.int64()),
+        ("group_train_time_s", pa.float64()),
     ]
 )
 
@@ -185,6 +189,9 @@ def run_row(spec: RunSpec, traj: Trajectory, git_sha: str | None) -> dict[str, A
         "spec": spec.to_json(),
         "schema_version": SCHEMA_VERSION,
         "resumed_from_step": info.get("resumed_from_step"),
+        "group_id": info.get("group_id"),
+        "group_size": info.get("group_size"),
+        "group_train_time_s": info.get("group_train_time_s"),
     }
 
 

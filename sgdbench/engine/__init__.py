@@ -7,21 +7,47 @@ one picklable function that every executor calls for a unit.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from sgdbench.engine.trajectory import Trajectory
 from sgdbench.spec import RunSpec
 
 Unit = list[RunSpec]
+# Most members in one stacked unit; SGDBENCH_MAX_GROUP_SIZE overrides it. Past ~256 members a
+# small model's step is no longer overhead-bound, so larger units gain little and cost memory.
+MAX_GROUP_SIZE = 256
 
 
-def plan(specs: list[RunSpec]) -> list[Unit]:
-    """Group specs into units of work (eager: one run per unit)."""
-    return [[spec] for spec in specs]
+def plan(specs: list[RunSpec], max_group_size: int | None = None) -> list[Unit]:
+    """Group specs into units of work: one run per unit on the eager engine; on the stacked
+    engine, runs of one ``group_id`` together, at most ``max_group_size`` per unit. Units come
+    in the order of their first run."""
+    cap = max_group_size or int(os.environ.get("SGDBENCH_MAX_GROUP_SIZE", MAX_GROUP_SIZE))
+    if cap < 1:
+        raise ValueError(f"max_group_size must be >= 1, got {cap}")
+    units: list[Unit] = []
+    open_units: dict[str, Unit] = {}
+    for spec in specs:
+        if spec.engine != "stacked":
+            units.append([spec])
+            continue
+        unit = open_units.get(spec.group_id)
+        if unit is None:
+            unit = open_units[spec.group_id] = []
+            units.append(unit)
+        unit.append(spec)
+        if len(unit) >= cap:
+            del open_units[spec.group_id]  # the group's next run starts a new unit
+    return units
 
 
 def execute_unit(unit: Unit, should_stop: Callable[[], bool] | None = None) -> list[Trajectory]:
     """Train one unit; one trajectory per spec, in the unit's order."""
+    if unit and unit[0].engine == "stacked":
+        from sgdbench.engine import stacked
+
+        return stacked.run_group(unit, should_stop)
     from sgdbench.engine import eager
 
     return [eager.run(spec, should_stop) for spec in unit]
