@@ -231,8 +231,11 @@ class ResultsStore:
         atomic_write_text(self.root / "grid.toml", grid_text)
         atomic_write_text(self.root / "env.json", json.dumps(env, indent=2, sort_keys=True) + "\n")
 
-    def commit(self, spec: RunSpec, traj: Trajectory, git_sha: str | None) -> dict[str, Any]:
-        """Write a run's steps, evals and log, then its runs.parquet row (the commit point)."""
+    def write_run_files(
+        self, spec: RunSpec, traj: Trajectory, git_sha: str | None
+    ) -> dict[str, Any]:
+        """Write a run's steps, evals, log and model; return its runs.parquet row (not yet
+        committed: until ``commit_rows`` these files are orphans a rerun removes)."""
         _write_table(self.root / STEPS_DIR / f"{traj.run_id}.parquet", steps_table(spec, traj))
         _write_table(self.root / EVALS_DIR / f"{traj.run_id}.parquet", evals_table(spec, traj))
         if traj.traceback:
@@ -246,10 +249,20 @@ class ResultsStore:
             atomic_write(
                 self.root / MODELS_DIR / f"{traj.run_id}.pt", lambda tmp: torch.save(state, tmp)
             )
-        row = run_row(spec, traj, git_sha)
+        return run_row(spec, traj, git_sha)
+
+    def commit_rows(self, new_rows: list[dict[str, Any]]) -> None:
+        """Rewrite runs.parquet with ``new_rows`` added: the commit point of those runs."""
+        if not new_rows:
+            return
         rows = self.rows()
-        rows[traj.run_id] = row
+        rows.update((row["run_id"], row) for row in new_rows)
         _write_table(self.runs_path, _rows_to_table(list(rows.values())))
+
+    def commit(self, spec: RunSpec, traj: Trajectory, git_sha: str | None) -> dict[str, Any]:
+        """Write one run's files and commit its row."""
+        row = self.write_run_files(spec, traj, git_sha)
+        self.commit_rows([row])
         return row
 
     def clean_orphans(self) -> list[Path]:
