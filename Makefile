@@ -13,6 +13,7 @@ help:
 	@echo "make lint           ruff"
 	@echo "make bench          pytest-benchmark suite (saved under .benchmarks/)"
 	@echo "make bench-compare  compare against the saved baseline, fail on a >10% regression"
+	@echo "make bench-ratios   engine vs plain training loops, hyperfine-style table + markdown"
 	@echo "make experiments    run every grid in experiments/ and write reports and plots"
 
 install: $(STAMP)
@@ -45,6 +46,32 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Benchmarks: results are JSON under .benchmarks/<machine>/ (git-ignored: machine-specific).
+# The timer is this process's CPU time: the benchmarks use one intra-op thread, and on a shared
+# machine wall time mostly measures the neighbours. On a quiet machine, or for CUDA timings, run
+# `make bench BENCH_TIMER=time.perf_counter`.
+BENCH_TIMER ?= time.process_time
+BENCH_ARGS  := --benchmark-storage=file://.benchmarks --benchmark-timer=$(BENCH_TIMER) \
+               --benchmark-max-time=0.2 --benchmark-min-rounds=3 \
+               --benchmark-columns=mean,stddev,min,max,rounds \
+               -p no:cacheprovider
+
+bench: install
+	$(BIN)/python -m pytest benchmarks -q $(BENCH_ARGS) --benchmark-autosave
+
+# Compares with the latest run saved by `make bench`; without one, runs and saves a baseline.
+bench-compare: install
+	@if ls .benchmarks/*/*.json >/dev/null 2>&1; then \
+		$(BIN)/python -m pytest benchmarks -q $(BENCH_ARGS) \
+			--benchmark-compare --benchmark-compare-fail=mean:10%; \
+	else \
+		echo "bench-compare: no saved baseline under .benchmarks/ yet; saving this run as one"; \
+		$(BIN)/python -m pytest benchmarks -q $(BENCH_ARGS) --benchmark-autosave; \
+	fi
+
+bench-ratios: install
+	$(BIN)/python -m benchmarks.ratios --markdown
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -108,6 +108,7 @@ def summarize(spec: RunSpec, traj: Trajectory) -> dict[str, Any]:
         "samples_per_s": float(samples_per_s),
         "train_time_s": traj.train_time_s,
         "warmup_s": traj.warmup_s,
+        "warmup_steps": traj.warmup_steps,
         "wall_time_s": traj.wall_time_s,
         "loss_digest": loss_digest(traj.losses),
         "verdict": diagnosis.verdict,

@@ -134,6 +134,23 @@ def _fused_supported(device: torch.device) -> bool:
     return device.type in _get_fused_kernels_supported_devices()
 
 
+def auto_order(class_name: str, kwargs: dict[str, Any], device: torch.device) -> list[str]:
+    """The implementations ``optimizer_impl = "auto"`` tries, fastest first.
+
+    On accelerators: fused, foreach, for-loop. On CPU foreach has no multi-tensor kernels (it
+    dispatches per tensor, with more overhead than the for-loop), so it is skipped; and plain SGD
+    (no momentum: one ``add_`` per parameter, nothing to fuse) takes the for-loop first.
+    Measured per ``step()`` on one CPU thread (µs, fused / foreach / for-loop):
+    SGD 18 / 19 / 15 (2 parameters), 160 / 156 / 142 (1M); SGD+momentum 21 / 34 / 27 (2),
+    237 / 351 / 364 (1M); Adam 34 / 86 / 64 (2), 528 / 1469 / 3580 (1M); RMSprop (no fused)
+    - / 60 / 46 (2), - / 1215 / 1144 (1M). Details: docs/performance.md.
+    """
+    if device.type != "cpu":
+        return ["fused", "foreach", "forloop"]
+    plain_sgd = optimizer_class(class_name) is torch.optim.SGD and not kwargs.get("momentum")
+    return ["forloop", "fused"] if plain_sgd else ["fused", "forloop"]
+
+
 def build_optimizer(
     class_name: str,
     params: list[torch.nn.Parameter],
@@ -144,8 +161,9 @@ def build_optimizer(
 ) -> tuple[torch.optim.Optimizer, str]:
     """Construct the optimizer with the requested implementation; return it and the impl used.
 
-    ``auto`` takes fused where the class and device support it (a single kernel per step), then
-    foreach, then the for-loop. An explicit request that the class cannot honour is an error.
+    ``auto`` tries the implementations in ``auto_order`` (fused where the class and device
+    support it, the for-loop where that is faster). An explicit request that the class cannot
+    honour is an error.
     """
     cls = optimizer_class(class_name)
     accepted = inspect.signature(cls.__init__).parameters
@@ -155,7 +173,7 @@ def build_optimizer(
         "foreach": {"foreach": True} if "foreach" in accepted else None,
         "forloop": {"foreach": False} if "foreach" in accepted else {},
     }
-    order = ["fused", "foreach", "forloop"] if impl == "auto" else [impl]
+    order = auto_order(class_name, kwargs, device) if impl == "auto" else [impl]
     last_error: Exception | None = None
     for name in order:
         extra = candidates[name]

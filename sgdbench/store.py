@@ -94,6 +94,7 @@ RUN_SCHEMA = pa.schema(
         ("target_loss", pa.float64()),
         ("samples_seen", pa.int64()),
         ("warmup_s", pa.float64()),
+        ("warmup_steps", pa.int64()),
         ("final_val_loss", pa.float64()),
         ("final_val_accuracy", pa.float64()),
         ("deterministic", pa.bool_()),

@@ -6,6 +6,24 @@ clock is read (after synchronizing on CUDA), the window's losses are copied to t
 transfer, and the checks run: stalled after the first update, divergence, evaluation and target,
 time budget. So a diverged run may run up to ``CHUNK_STEPS - 1`` steps past the blow-up; those
 losses are recorded as they were.
+
+Timing: the clock is read only at window ends, so a step's ``time_s`` is interpolated linearly
+inside its window (steps of one window take equal time). ``train_time_s`` and the window totals
+are exact. The first ``WARMUP_STEPS`` steps are timed as their own window (``warmup_s``).
+
+Per-step cost, measured with ``benchmarks/`` (docs/performance.md): each line of the hot loop
+is the cheapest form we found that keeps trajectories bitwise equal to a plain PyTorch loop:
+- batches are contiguous slices of a per-epoch shuffled copy of the data (one gather per epoch,
+  not one per step);
+- gradients are reset with ``p.grad = None`` (what ``zero_grad(set_to_none=True)`` does, without
+  its profiler and dynamo wrappers: ~10% of a tiny model's step on CPU);
+- a learning-rate schedule is a precomputed per-step list written into the param groups
+  (``LambdaLR.step`` costs ~10 µs a step), the same numbers the ``lr`` column records;
+- losses are appended to a Python list of device tensors and stacked once per window (cheaper
+  than writing each into a preallocated device buffer, an indexed copy per step).
+
+``SGDBENCH_SYNC_DEBUG=1`` runs the step loop of CUDA runs under
+``torch.cuda.set_sync_debug_mode("error")``: any host synchronization in a step is an error.
 """
 
 from __future__ import annotations
@@ -41,6 +59,7 @@ CHUNK_STEPS = 256  # steps between loss copies to the host and the divergence / 
 LAST_UPDATES = 8  # the final steps whose successive update directions are compared (oscillation)
 WARMUP_STEPS = 10  # first steps (allocator, kernel selection) timed apart as warmup_s
 EVAL_BATCH = 8192  # rows per forward pass when evaluating on the full data
+SYNC_DEBUG_ENV = "SGDBENCH_SYNC_DEBUG"  # "1": a host sync inside a CUDA step loop is an error
 
 
 class StopRequested(Exception):
@@ -65,7 +84,12 @@ def window_ends(spec: RunSpec, warmup_steps: int, extra_every: int = 0) -> list[
 class Batches:
     """Batches by step index. In-memory data sits on the device; a shuffled epoch's order is a
     ``randperm`` from a generator seeded by (run seed, epoch), so any step's batch can be
-    recomputed without replaying earlier ones (which is what resuming needs)."""
+    recomputed without replaying earlier ones (which is what resuming needs).
+
+    A shuffled epoch gathers the data into that order once (a second copy of the training data
+    on the device) and its batches are slices of the copy: the same values as indexing with
+    ``order[start:stop]`` every step, at the price of a view instead of a gather per step.
+    """
 
     def __init__(self, problem: Problem, spec: RunSpec, device: torch.device) -> None:
         self.X, self.y = problem.X, problem.y
@@ -76,27 +100,31 @@ class Batches:
         self.seed = spec.seed
         self.device = device
         self._epoch = -1
-        self._order: Tensor | None = None
+        self._X_epoch, self._y_epoch = self.X, self.y
 
     def order(self, epoch: int) -> Tensor:
-        if epoch != self._epoch:
-            g = torch.Generator(device=self.device)
-            g.manual_seed(seeding.derive_seed(self.seed, seeding.DATA_ORDER, epoch))
-            self._order = torch.randperm(self.n, generator=g, device=self.device)
-            self._epoch = epoch
-        assert self._order is not None
-        return self._order
+        """The sample order of shuffled epoch ``epoch``."""
+        g = torch.Generator(device=self.device)
+        g.manual_seed(seeding.derive_seed(self.seed, seeding.DATA_ORDER, epoch))
+        return torch.randperm(self.n, generator=g, device=self.device)
+
+    def _shuffle_to(self, epoch: int) -> None:
+        assert self.X is not None
+        order = self.order(epoch)
+        self._X_epoch = self.X[order]
+        self._y_epoch = None if self.y is None else self.y[order]
+        self._epoch = epoch
 
     def __call__(self, step: int) -> tuple[Tensor | None, Tensor | None]:
         if self.X is None or self.batch_size >= self.n:
             return self.X, self.y
         epoch, i = divmod(step, self.steps_per_epoch)
+        if self.shuffle and epoch != self._epoch:
+            self._shuffle_to(epoch)
         start = i * self.batch_size
-        stop = min(start + self.batch_size, self.n)
-        if not self.shuffle:
-            return self.X[start:stop], None if self.y is None else self.y[start:stop]
-        idx = self.order(epoch)[start:stop]
-        return self.X[idx], None if self.y is None else self.y[idx]
+        stop = start + self.batch_size  # slicing clips the last, short batch of an epoch
+        X, y = self._X_epoch, self._y_epoch
+        return X[start:stop], None if y is None else y[start:stop]
 
 
 def make_update(
@@ -104,10 +132,12 @@ def make_update(
 ) -> Callable[[Tensor | None, Tensor | None], Tensor]:
     """One optimizer update on a batch; returns the batch loss computed before the update."""
     model, loss_fn = problem.model, problem.loss_fn
+    params = [p for group in optimizer.param_groups for p in group["params"]]
 
     def update(xb: Tensor | None, yb: Tensor | None) -> Tensor:
         loss = loss_fn(model(xb), yb)
-        optimizer.zero_grad(set_to_none=True)
+        for p in params:  # optimizer.zero_grad(set_to_none=True) minus its wrappers' cost
+            p.grad = None
         loss.backward()
         optimizer.step()
         return loss
@@ -208,6 +238,17 @@ def _stall_message(
     )
 
 
+@contextlib.contextmanager
+def _sync_debug_guard() -> Iterator[None]:
+    """Make any CUDA host synchronization an error for the duration (the step loop)."""
+    previous = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode(previous)
+
+
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -298,10 +339,10 @@ def _train(
     optimizer, impl = optimizers.build_optimizer(
         spec.optimizer_class, params, spec.lr, spec.optimizer_kwargs, spec.optimizer_impl, device
     )
-    scheduler = None
+    # The lr of every step, as recorded in the steps table; None for a constant lr.
+    lr_at: list[float] | None = None
     if spec.schedule["name"] != "constant":
-        factor = schedules.factor_fn(spec.schedule, spec.steps)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: float(factor(t)))
+        lr_at = schedules.lr_per_step(spec.schedule, spec.lr, spec.steps, spec.steps).tolist()
     traj.info.update(
         optimizer_impl=impl,
         device_name=_device_name(device),
@@ -316,6 +357,7 @@ def _train(
     problem.model.train()
     cuda = device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda *a: None)
+    no_sync_guard = _sync_debug_guard if cuda and os.environ.get(SYNC_DEBUG_ENV) == "1" else None
 
     n_steps = spec.steps
     warmup = min(WARMUP_STEPS, n_steps)
@@ -385,12 +427,14 @@ def _train(
         pending: list[Tensor] = []
         sync(device)
         t0 = time.perf_counter()
-        for i in range(step, end):
-            xb, yb = batch(i)
-            loss = update(xb, yb)
-            if scheduler is not None:
-                scheduler.step()
-            pending.append(loss.detach())
+        with no_sync_guard() if no_sync_guard else contextlib.nullcontext():
+            for i in range(step, end):
+                if lr_at is not None:
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr_at[i]
+                xb, yb = batch(i)
+                loss = update(xb, yb)
+                pending.append(loss.detach())
         sync(device)
         elapsed = time.perf_counter() - t0
         # ---- bookkeeping, clock stopped --------------------------------------------------------

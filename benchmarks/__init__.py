@@ -1,0 +1,1 @@
+"""pytest-benchmark suite and the ratio script (``python -m benchmarks.ratios``)."""
