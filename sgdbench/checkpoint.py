@@ -1,10 +1,11 @@
 """Mid-run checkpoints: everything a killed run needs to continue bit for bit.
 
 A checkpoint holds the model's and the optimizer's ``state_dict`` (momentum buffers, Adam's
-moments and step counts), the scheduler's, the RNG states, the step reached, and the losses,
-times and evaluations so far. The data order needs nothing: an epoch's order is a function of
-(run seed, epoch). Checkpoints are written atomically and loaded with
-``torch.load(weights_only=True)``; one written for another spec or schema version is ignored.
+moments and step counts), the RNG states, the step reached, and the losses, times and
+evaluations so far. The data order and the learning-rate schedule need nothing: an epoch's order
+is a function of (run seed, epoch) and a step's lr a function of the step. Checkpoints are
+written atomically and loaded with ``torch.load(weights_only=True)``; one written for another
+spec or schema version is ignored.
 """
 
 from __future__ import annotations

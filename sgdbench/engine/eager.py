@@ -383,7 +383,6 @@ def _train(
                 "evals": {k: list(v) for k, v in evals.items()},
                 "model": problem.model.state_dict(),
                 "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else {},
                 "rng_cpu": torch.get_rng_state(),
                 "rng_cuda": torch.cuda.get_rng_state(device) if cuda else torch.empty(0),
             },
@@ -394,8 +393,6 @@ def _train(
         # Into the freshly built model and optimizer: nothing survives in memory between tries.
         problem.model.load_state_dict(resumed["model"])
         optimizer.load_state_dict(resumed["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(resumed["scheduler"])
         torch.set_rng_state(resumed["rng_cpu"])
         if cuda:
             torch.cuda.set_rng_state(resumed["rng_cuda"], device)
