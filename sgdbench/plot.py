@@ -394,9 +394,14 @@ def _lr(ax: Any, runs: pd.DataFrame, table: pd.DataFrame, *, metric: str) -> str
                 mew=0.8,
                 zorder=5,
             )
+            previous = None
             for x, yv, n, total in zip(
                 lr[div], yplot[div], n_div[div], g["runs"][div], strict=True
             ):
+                # Adjacent learning rates with the same count share one label (no pile-up).
+                if (n, total) == previous:
+                    continue
+                previous = (n, total)
                 ax.annotate(
                     f"{n}/{total} div",
                     (x, yv),

@@ -44,6 +44,7 @@ RUN_COLUMNS = [
     "final_val_accuracy",
     "target_loss",
     "verdict",
+    "verdict_detail",
 ]
 TARGET_COLUMNS = ("steps_to_target", "samples_to_target", "time_to_target_s")
 # --by: any grid axis, or one of these runs.parquet columns.
@@ -66,6 +67,8 @@ BY_COLUMNS = (
 # --best: the DeepOBS / Crowded Valley protocol tunes the learning rate per optimizer, batch size
 # and device.
 BEST_GROUP = ("optimizer", "batch_size", "device")
+# Verdicts listed under the table with their explanation (see sgdbench.diagnose).
+DIAGNOSED = ("too_slow", "oscillating", "plateau")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -362,6 +365,8 @@ class Headline:
     not_reached: list[str] = field(default_factory=list)
     diverged: list[dict[str, Any]] = field(default_factory=list)
     failed: list[dict[str, Any]] = field(default_factory=list)
+    # runs whose learning rate looks wrong: too_slow, oscillating, plateau, stalled (+ why)
+    diagnosed: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -373,6 +378,7 @@ class Headline:
             "not_reached": self.not_reached,
             "diverged": self.diverged,
             "failed": self.failed,
+            "diagnosed": self.diagnosed,
         }
 
 
@@ -413,9 +419,17 @@ def headline(runs: pd.DataFrame, table: pd.DataFrame) -> Headline:
         head.not_reached = [describe(r, labels) for _, r in table.iterrows() if r["reached"] == 0]
     # A diverged run is named by its own grid axes, whatever the grouping.
     label_frame = label_columns(runs, axis_names(runs) or ["optimizer", "lr"])
-    for status, out in (("diverged", head.diverged), ("failed", head.failed)):
-        for i in np.flatnonzero((runs["status"] == status).to_numpy()):
+    diagnosed = runs["verdict"].isin(DIAGNOSED).to_numpy() & (runs["status"] == "ok").to_numpy()
+    for out, mask in (
+        (head.diverged, (runs["status"] == "diverged").to_numpy()),
+        (head.failed, (runs["status"] == "failed").to_numpy()),
+        (head.diagnosed, diagnosed),
+    ):
+        for i in np.flatnonzero(mask):
             r = runs.iloc[i]
+            message = r["message"] or ""
+            if out is head.diagnosed:
+                message = f"{r['verdict']}: {r['verdict_detail']}"
             out.append(
                 {
                     "run_id": r["run_id"],
@@ -423,7 +437,7 @@ def headline(runs: pd.DataFrame, table: pd.DataFrame) -> Headline:
                         f"{c}={_plain(label_frame.iloc[i][c])}" for c in label_frame.columns
                     ),
                     "seed": int(r["seed"]),
-                    "message": r["message"] or "",
+                    "message": message,
                 }
             )
     return head
@@ -484,7 +498,11 @@ def headline_blocks(head: Headline) -> list[tuple[str, list[str], bool]]:
         blocks.append((f"No configuration reached {target}.", [], False))
     if head.not_reached and head.fastest:
         blocks.append((f"Never reached {target}: " + "; ".join(head.not_reached), [], False))
-    for what, items in (("Diverged", head.diverged), ("Failed", head.failed)):
+    for what, items in (
+        ("Diverged", head.diverged),
+        ("Failed", head.failed),
+        ("Learning rate to revisit", head.diagnosed),
+    ):
         if items:
             details = []
             for d in items[:MAX_LISTED]:

@@ -56,6 +56,14 @@ def test_learning_rate_verdicts_say_crawl_converge_bounce_diverge(tmp_path):
         1.1: "diverged",
     }
     assert runs.loc[0.5, "steps_to_target"] == 1  # lr 0.5 jumps to the minimum in one step
+    # and the report tells the four regimes apart, with the why under the table
+    report = cli("report", tmp_path / "learning_rate_too_low_high", "--format", "json")
+    doc = json.loads(report.stdout)
+    verdicts = {row["lr"]: row["verdict"] for row in doc["configurations"]}
+    assert verdicts == runs["verdict"].to_dict()
+    revisit = {d["configuration"]: d["message"] for d in doc["headline"]["diagnosed"]}
+    assert revisit["lr=0.001"].startswith("too_slow: at the recent rate")
+    assert revisit["lr=1"].startswith("oscillating: successive updates point back and forth")
 
 
 def test_digits_linear_classifier_reaches_95_percent(tmp_path):
