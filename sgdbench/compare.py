@@ -265,10 +265,8 @@ def _summary_lines(comp: Comparison) -> list[str]:
 
 
 def to_rich(comp: Comparison, *, color: bool = False, width: int = 100) -> str:
-    from io import StringIO
 
     from rich import box
-    from rich.console import Console
     from rich.table import Table
 
     header, rows = _cells(comp, values=False)
@@ -280,19 +278,7 @@ def to_rich(comp: Comparison, *, color: bool = False, width: int = 100) -> str:
         bad = cells[-1] == "REGRESSION"
         style = ("red" if bad else "green") if color else ""
         t.add_row(*cells, style=style, end_section=i == len(rows) - 2)
-    buf = StringIO()
-    console = Console(
-        file=buf,
-        width=width,
-        force_terminal=color,
-        no_color=not color,
-        color_system="standard" if color else None,
-        highlight=False,
-    )
-    console.print(t)
-    for line in _summary_lines(comp):
-        console.print(line, markup=False)
-    return "\n".join(line.rstrip() for line in buf.getvalue().splitlines()) + "\n"
+    return report.render_rich(t, _summary_lines(comp), color=color, width=width)
 
 
 def to_markdown(comp: Comparison) -> str:

@@ -642,10 +642,8 @@ def to_rich(
     table: pd.DataFrame, head: Headline, *, color: bool = False, width: int = 100, title: str = ""
 ) -> str:
     """A rich table (at most ``width`` columns) and the headline under it."""
-    from io import StringIO
 
     from rich import box
-    from rich.console import Console
     from rich.table import Table
 
     header, rows = display_rows(table, wide=False)
@@ -677,6 +675,15 @@ def to_rich(
         elif color and r["n_diverged"]:
             style = "red"
         t.add_row(*cells, style=style)
+    return render_rich(t, headline_lines(head), color=color, width=width)
+
+
+def render_rich(table: Any, lines: Sequence[str], *, color: bool, width: int) -> str:
+    """A rich table and plain lines under it, as text (ANSI colours only when ``color``)."""
+    from io import StringIO
+
+    from rich.console import Console
+
     buf = StringIO()
     console = Console(
         file=buf,
@@ -687,8 +694,8 @@ def to_rich(
         highlight=False,
         emoji=False,
     )
-    console.print(t)
-    for line in headline_lines(head):
+    console.print(table)
+    for line in lines:
         console.print(line, markup=False, overflow="fold")
     return "\n".join(line.rstrip() for line in buf.getvalue().splitlines()) + "\n"
 

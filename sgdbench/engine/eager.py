@@ -52,7 +52,7 @@ from sgdbench import checkpoint, optimizers, schedules
 from sgdbench.engine import seeding
 from sgdbench.engine.trajectory import EVAL_COLUMNS, Trajectory
 from sgdbench.problems.base import Problem
-from sgdbench.problems.factory import apply_init, build_problem
+from sgdbench.problems.factory import build_for_run
 from sgdbench.spec import RunSpec
 
 CHUNK_STEPS = 256  # steps between loss copies to the host and the divergence / time checks
@@ -320,13 +320,7 @@ def run(spec: RunSpec, should_stop: Callable[[], bool] | None = None) -> Traject
 def _train(
     spec: RunSpec, device: torch.device, traj: Trajectory, should_stop: Callable[[], bool] | None
 ) -> None:
-    problem = build_problem(
-        spec.problem,
-        spec.problem_kwargs,
-        seeding.derive_seed(spec.seed, seeding.INIT),
-        spec.search_path,
-    )
-    apply_init(problem, spec.init)
+    problem = build_for_run(spec)
     problem.to(device)
     params = problem.trainable_parameters()
     if not params:

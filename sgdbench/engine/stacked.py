@@ -29,7 +29,6 @@ import torch
 from torch import Tensor
 
 from sgdbench import schedules, stacked_optim
-from sgdbench.engine import seeding
 from sgdbench.engine.eager import (
     WARMUP_STEPS,
     StopRequested,
@@ -41,7 +40,7 @@ from sgdbench.engine.eager import (
 )
 from sgdbench.engine.stacking import StackedBatches, StackedModel
 from sgdbench.engine.trajectory import EVAL_COLUMNS, Trajectory
-from sgdbench.problems.factory import apply_init, build_problem
+from sgdbench.problems.factory import build_for_run
 from sgdbench.spec import RunSpec
 
 STALL_MESSAGE = (
@@ -99,13 +98,7 @@ def _build(specs: list[RunSpec], device: torch.device) -> tuple[Any, StackedMode
     for spec in specs:
         if spec.seed in built:
             continue
-        problem = build_problem(
-            spec.problem,
-            spec.problem_kwargs,
-            seeding.derive_seed(spec.seed, seeding.INIT),
-            spec.search_path,
-        )
-        apply_init(problem, spec.init)
+        problem = build_for_run(spec)
         built[spec.seed] = [p.detach().clone() for p in problem.trainable_parameters()]
         template = template or problem
     assert template is not None

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from sgdbench.problems.base import Problem
 from sgdbench.problems.registry import builder_for
+
+if TYPE_CHECKING:
+    from sgdbench.spec import RunSpec
 
 
 def build_problem(
@@ -27,6 +30,20 @@ def build_problem(
         problem = builder(**kwargs)
     if not isinstance(problem, Problem):
         raise TypeError(f"{name} returned {type(problem).__name__}, not an sgdbench.Problem")
+    return problem
+
+
+def build_for_run(spec: RunSpec) -> Problem:
+    """The problem of one run: initialised from the run's seed (its own stream), then ``init``."""
+    from sgdbench.engine import seeding
+
+    problem = build_problem(
+        spec.problem,
+        spec.problem_kwargs,
+        seeding.derive_seed(spec.seed, seeding.INIT),
+        spec.search_path,
+    )
+    apply_init(problem, spec.init)
     return problem
 
 
