@@ -98,6 +98,10 @@ def run(
     fail_fast: Annotated[
         bool, typer.Option("--fail-fast", help="stop at the first failed run")
     ] = False,
+    max_consecutive_failures: Annotated[
+        int,
+        typer.Option(min=0, help="stop the grid after this many failed runs in a row (0: never)"),
+    ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="tracebacks on errors")] = False,
 ) -> None:
@@ -121,7 +125,14 @@ def run(
         from sgdbench.runner import run_grid
 
         out_dir = out if out is not None else Path("results") / loaded.name
-        outcome = run_grid(loaded, out_dir, force=force, fail_fast=fail_fast, progress=not quiet)
+        outcome = run_grid(
+            loaded,
+            out_dir,
+            force=force,
+            fail_fast=fail_fast,
+            max_consecutive_failures=max_consecutive_failures,
+            progress=not quiet,
+        )
     except KeyboardInterrupt:
         print("sgdbench: interrupted; finished runs are kept", file=sys.stderr)
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -140,7 +151,7 @@ def run(
     if outcome.interrupted:
         print("sgdbench: interrupted; finished runs are kept, rerun to continue", file=sys.stderr)
     if outcome.stopped_early:
-        print("sgdbench: stopped at the first failure (--fail-fast)", file=sys.stderr)
+        print(f"sgdbench: {outcome.stopped_early}", file=sys.stderr)
     raise typer.Exit(outcome.exit_code)
 
 

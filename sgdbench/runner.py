@@ -33,7 +33,7 @@ class GridOutcome:
     counts: Counter[str] = field(default_factory=Counter)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (run_id, message)
     stalled: list[tuple[str, str]] = field(default_factory=list)
-    stopped_early: bool = False  # --fail-fast
+    stopped_early: str = ""  # why the grid stopped before its end (--fail-fast, a failure storm)
     interrupted: bool = False  # Ctrl-C
 
     @property
@@ -94,6 +94,7 @@ def run_grid(
     force: bool = False,
     executor: str = "serial",
     fail_fast: bool = False,
+    max_consecutive_failures: int = 0,
     progress: bool = True,
 ) -> GridOutcome:
     """Run every pending run of ``grid`` into ``out_dir``."""
@@ -108,6 +109,7 @@ def run_grid(
                 force=force,
                 executor=executor,
                 fail_fast=fail_fast,
+                max_consecutive_failures=max_consecutive_failures,
                 progress=progress,
             )
         except OSError as e:
@@ -118,7 +120,14 @@ def run_grid(
 
 
 def _run_locked(
-    grid: Grid, out_dir: Path, *, force: bool, executor: str, fail_fast: bool, progress: bool
+    grid: Grid,
+    out_dir: Path,
+    *,
+    force: bool,
+    executor: str,
+    fail_fast: bool,
+    max_consecutive_failures: int,
+    progress: bool,
 ) -> GridOutcome:
     from tqdm import tqdm
 
@@ -157,6 +166,7 @@ def _run_locked(
     )
     stop = StopFlag()
     pending = PendingRows(store)
+    failed_in_a_row = 0
     try:
         with stop.installed():
             for spec, traj in executors.get(executor)(plan(todo), should_stop=stop):
@@ -168,8 +178,15 @@ def _run_locked(
                     outcome.stalled.append((traj.run_id, traj.message))
                 bar.update(1)
                 bar.set_postfix(dict(sorted(outcome.counts.items())), refresh=False)
+                failed_in_a_row = failed_in_a_row + 1 if traj.status == "failed" else 0
                 if fail_fast and traj.status == "failed":
-                    outcome.stopped_early = True
+                    outcome.stopped_early = "stopped at the first failure (--fail-fast)"
+                    break
+                if max_consecutive_failures and failed_in_a_row >= max_consecutive_failures:
+                    outcome.stopped_early = (
+                        f"stopped after {failed_in_a_row} failures in a row "
+                        "(--max-consecutive-failures); the remaining runs were not started"
+                    )
                     break
                 if stop.set:
                     outcome.interrupted = True

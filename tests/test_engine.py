@@ -151,7 +151,7 @@ def test_a_failing_run_is_isolated_logged_and_exits_1(tmp_path):
     assert "1 of 2 runs already complete" in again.stderr and again.exit_code == 1
 
 
-def test_fail_fast_stops_at_the_first_failure(tmp_path):
+def test_a_builder_that_raises_is_a_grid_error_before_any_run(tmp_path):
     name = plugin(
         tmp_path,
         """
@@ -433,3 +433,68 @@ def test_minibatches_follow_file_order_without_shuffle_like_a_plain_loop(tmp_pat
             expected.append(loss.item())
     losses = steps_of(out, runs["run_id"].item())["loss"].to_numpy()
     np.testing.assert_allclose(losses, np.float32(expected), rtol=1e-6, atol=0)
+
+
+FAILING = """
+    import torch
+    from sgdbench import Problem
+    class Model(torch.nn.Module):
+        def __init__(self, error):
+            super().__init__()
+            self.lin, self.error = torch.nn.Linear(1, 1), error
+        def forward(self, x):
+            if self.training:
+                raise self.error
+            return self.lin(x)
+    def make(error="oom"):
+        exc = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        err = exc if error == "oom" else RuntimeError("boom")
+        return Problem(Model(err), lambda o, y: ((o.squeeze(-1) - y) ** 2).mean(),
+                       torch.ones(4, 1), torch.ones(4))
+"""
+
+
+def test_out_of_memory_suggests_a_smaller_batch(tmp_path):
+    name = plugin(tmp_path, FAILING)
+    result, runs, _ = run_grid(
+        tmp_path,
+        f"""
+        [problem]
+        name = "{name}"
+        [train]
+        steps = 3
+        [grid]
+        lr = 0.1
+        batch_size = 2
+    """,
+    )
+    assert result.exit_code == 1
+    message = runs["message"].item()
+    assert message.startswith("OutOfMemoryError: CUDA out of memory")
+    assert message.endswith("(out of memory: try a smaller batch_size)")
+
+
+@pytest.mark.parametrize(
+    ("flag", "expected_runs"),
+    [("--fail-fast", 1), ("--max-consecutive-failures=2", 2), ("--max-consecutive-failures=0", 4)],
+)
+def test_failure_storms_stop_the_grid(tmp_path, flag, expected_runs):
+    name = plugin(tmp_path, FAILING)
+    result, runs, _ = run_grid(
+        tmp_path,
+        f"""
+        [problem]
+        name = "{name}"
+        error = "boom"
+        [train]
+        steps = 3
+        [grid]
+        lr = [0.1, 0.2, 0.3, 0.4]
+        batch_size = 2
+    """,
+        flag,
+    )
+    assert result.exit_code == 1
+    assert len(runs) == expected_runs and set(runs["status"]) == {"failed"}
+    if expected_runs < 4:
+        assert "stopped" in result.stderr.splitlines()[-1]
