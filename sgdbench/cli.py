@@ -8,11 +8,14 @@ import sys
 import traceback
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sgdbench.errors import SgdbenchError, UsageError
+
+if TYPE_CHECKING:
+    from sgdbench.executors import ExecutorOptions
 
 app = typer.Typer(
     name="sgdbench",
@@ -65,9 +68,24 @@ def run(
     out: Annotated[
         Path | None, typer.Option("--out", help="results folder [results/<name>]")
     ] = None,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="worker processes")] = 1,
-    executor: Annotated[Executor | None, typer.Option(help="serial | process | dask")] = None,
-    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address")] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs", "-j", min=1, help="worker processes (N > 1 implies --executor process)"
+        ),
+    ] = None,
+    executor: Annotated[
+        Executor | None,
+        typer.Option(help="serial | process | dask [serial; process with --jobs N > 1]"),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Dask scheduler address, e.g. tcp://HOST:8786 (implies dask)"),
+    ] = None,
+    threads_per_job: Annotated[
+        int | None,
+        typer.Option(min=1, help="intra-op threads per worker [cores // workers]"),
+    ] = None,
     engine: Annotated[Engine, typer.Option(help="training engine")] = Engine.eager,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="print the expanded runs only")
@@ -81,16 +99,16 @@ def run(
 ) -> None:
     """Train every run of a grid and write results/<name>/.
 
-    Example: sgdbench run experiments/quickstart.toml --dry-run
+    Example: sgdbench run experiments/quickstart.toml --jobs 4
+
+    On a Dask cluster: sgdbench run grid.toml --executor dask --scheduler tcp://HOST:8786
     """
     try:
         from sgdbench.spec import load_grid
 
-        if engine is Engine.stacked or (executor not in (None, Executor.serial)) or jobs > 1:
-            raise UsageError(
-                "sgdbench: only --executor serial, --jobs 1 and --engine eager|auto "
-                "are available in this version"
-            )
+        if engine is Engine.stacked:
+            raise UsageError("sgdbench: --engine stacked is not available in this version")
+        chosen, options = _executor_options(executor, jobs, scheduler, threads_per_job)
         loaded = load_grid(grid, engine="eager")
         if dry_run:
             _print_dry_run(loaded)
@@ -98,7 +116,15 @@ def run(
         from sgdbench.runner import run_grid
 
         out_dir = out if out is not None else Path("results") / loaded.name
-        outcome = run_grid(loaded, out_dir, force=force, fail_fast=fail_fast, progress=not quiet)
+        outcome = run_grid(
+            loaded,
+            out_dir,
+            force=force,
+            executor=chosen.value,
+            options=options,
+            fail_fast=fail_fast,
+            progress=not quiet,
+        )
     except KeyboardInterrupt:
         print("sgdbench: interrupted; finished runs are kept", file=sys.stderr)
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -117,6 +143,34 @@ def run(
     if outcome.stopped_early:
         print("sgdbench: stopped at the first failure (--fail-fast)", file=sys.stderr)
     raise typer.Exit(outcome.exit_code)
+
+
+def _executor_options(
+    executor: Executor | None, jobs: int | None, scheduler: str | None, threads: int | None
+) -> tuple[Executor, ExecutorOptions]:
+    """The executor the options ask for, or a UsageError for combinations that mean nothing."""
+    from sgdbench.executors import ExecutorOptions
+
+    if executor is None:
+        if scheduler:
+            executor = Executor.dask
+        elif jobs is not None and jobs > 1:
+            executor = Executor.process
+        else:
+            executor = Executor.serial
+    if scheduler and executor is not Executor.dask:
+        raise UsageError(f"sgdbench: --scheduler needs --executor dask, not {executor.value}")
+    if executor is Executor.serial and ((jobs or 1) > 1 or threads is not None):
+        raise UsageError(
+            "sgdbench: --executor serial runs in this process: --jobs and --threads-per-job "
+            "need --executor process or dask"
+        )
+    if executor is Executor.dask and scheduler and jobs is not None:
+        raise UsageError(
+            "sgdbench: --jobs sizes a local Dask cluster; with --scheduler the cluster's "
+            "workers run the grid"
+        )
+    return executor, ExecutorOptions(jobs=jobs, threads_per_job=threads, scheduler=scheduler)
 
 
 def _print_dry_run(grid: object) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sgdbench.errors import UsageError
+from sgdbench.executors import Activity, ExecutorOptions
 from sgdbench.spec import Grid, RunSpec
 
 
@@ -46,10 +47,11 @@ def run_grid(
     *,
     force: bool = False,
     executor: str = "serial",
+    options: ExecutorOptions | None = None,
     fail_fast: bool = False,
     progress: bool = True,
 ) -> GridOutcome:
-    """Run every pending run of ``grid`` into ``out_dir``."""
+    """Run every pending run of ``grid`` into ``out_dir`` on ``executor`` (see ``executors``)."""
     from tqdm import tqdm
 
     from sgdbench import env, executors
@@ -77,21 +79,38 @@ def run_grid(
         disable=not progress or not sys.stderr.isatty(),
         dynamic_ncols=True,
     )
+    activity = Activity()
+
+    def show_notes() -> None:
+        while activity.notes:
+            tqdm.write(activity.notes.pop(0), file=sys.stderr)
+
+    results = None
     try:
         from sgdbench.engine import plan
 
-        for spec, traj in executors.get(executor)(plan(todo)):
+        results = executors.get(executor)(
+            plan(todo), options=options or ExecutorOptions(), activity=activity
+        )
+        for spec, traj in results:
             store.commit(spec, traj, environment["git_sha"])
             outcome.counts[traj.status] += 1
             if traj.status == "failed":
                 outcome.failures.append((traj.run_id, traj.message))
             elif traj.status == "stalled":
                 outcome.stalled.append((traj.run_id, traj.message))
+            show_notes()
+            postfix = {k: v for k, v in sorted(outcome.counts.items())}
+            if executor != "serial":
+                postfix["running"] = activity.running
+            bar.set_postfix(postfix, refresh=False)
             bar.update(1)
-            bar.set_postfix({k: v for k, v in sorted(outcome.counts.items())}, refresh=False)
             if fail_fast and traj.status == "failed":
                 outcome.stopped_early = True
                 break
     finally:
+        if results is not None and hasattr(results, "close"):
+            results.close()  # stop the workers now, not when the generator is collected
         bar.close()
+        show_notes()
     return outcome
