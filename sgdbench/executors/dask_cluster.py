@@ -6,8 +6,10 @@ sized to this machine is started and closed again. Tasks are keyed by run id, so
 already on the cluster (submitted twice, or by a second driver) is computed once. Trajectories
 come back to the driver, which alone writes the results: no shared filesystem is needed.
 
-A worker that dies mid-task makes the scheduler run the task elsewhere; after ``retries`` such
-deaths it gives up (``KilledWorker``) and the unit is recorded ``failed``.
+A worker that dies mid-task: once the scheduler gives up on the task (``KilledWorker``; the
+``LocalCluster`` started here gives up at the first death) the unit is run again *alone*, so a
+second death is its own and it is recorded ``failed``, while units that shared the dead worker
+finish normally. As with ``--jobs``, only the driver writes results.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from types import ModuleType
 from typing import Any
@@ -27,6 +30,7 @@ from sgdbench.executors import (
     ExecutorOptions,
     Results,
     available_cores,
+    describe,
     failed_unit,
     split_threads,
     unit_key,
@@ -54,9 +58,8 @@ def open_client(options: ExecutorOptions) -> Iterator[Any]:
         try:
             client = distributed.Client(options.scheduler, timeout=CONNECT_TIMEOUT_S)
         except (OSError, TimeoutError, ValueError) as e:
-            first_line = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise UsageError(
-                f"sgdbench: cannot reach the Dask scheduler at {options.scheduler}: {first_line}"
+                f"sgdbench: cannot reach the Dask scheduler at {options.scheduler}: {describe(e)}"
             ) from None
         with client:
             yield client
@@ -66,9 +69,10 @@ def open_client(options: ExecutorOptions) -> Iterator[Any]:
             n_workers=options.jobs or available_cores(),
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # no clash with a dashboard on :8787
             silence_logs=logging.ERROR,
-            scheduler_kwargs={"allowed_failures": options.retries},
+            # Give up on a task at its worker's first death: run_dask retries it alone.
+            scheduler_kwargs={"allowed_failures": 0},
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
@@ -106,51 +110,76 @@ def run_dask(
     options: ExecutorOptions | None = None,
     activity: Activity | None = None,
 ) -> Results:
-    """Submit every unit to a Dask cluster; yield results as they complete."""
+    """Run units on a Dask cluster; yield results as they complete.
+
+    At most one unit per worker thread is submitted at a time: the scheduler blames a worker's
+    death on every task assigned to that worker, so queueing more would make bystanders pay.
+    """
     options = options or ExecutorOptions()
     activity = activity if activity is not None else Activity()
-    units = list(units)
-    if not units:
+    todo: deque[Unit] = deque(units)
+    if not todo:
         return
     distributed = import_distributed()
     with open_client(options) as client:
         host_slots = slots_by_host(client)
-        total_slots = sum(host_slots.values()) or 1
-        pending: dict[Any, Unit] = {}
-        for unit in units:
+        in_flight: dict[Any, Unit] = {}
+        retry_alone: deque[Unit] = deque()
+        killed: set[int] = set()  # id(unit) of units already retried alone
+        completed = distributed.as_completed()
+
+        def submit(unit: Unit, key: str) -> None:
             future = client.submit(
                 run_unit_on_worker,
                 unit,
                 host_slots,
                 options.threads_per_job,
-                key=unit_key(unit),
+                key=key,
                 retries=options.retries,
             )
-            pending[future] = unit
+            in_flight[future] = unit
+            completed.add(future)
+
+        def dispatch() -> None:
+            if retry_alone:
+                if not in_flight:
+                    unit = retry_alone.popleft()
+                    submit(unit, unit_key(unit) + "-alone")
+                return
+            slots = max(1, sum(client.nthreads().values()))  # the cluster may grow or shrink
+            while todo and len(in_flight) < slots:
+                unit = todo.popleft()
+                submit(unit, unit_key(unit))
+
         try:
-            for future in distributed.as_completed(list(pending)):
-                unit = pending.pop(future)
+            dispatch()
+            for future in completed:
+                unit = in_flight.pop(future)
+                trajectories: list[Trajectory] | None
                 try:
                     trajectories = future.result()
                 except distributed.KilledWorker:
-                    trajectories = failed_unit(
-                        unit,
-                        "Dask worker died while running this run "
-                        f"(KilledWorker after {options.retries + 1} attempts)",
-                    )
+                    if id(unit) in killed:
+                        message = "Dask worker died while running this run (also when alone)"
+                        trajectories = failed_unit(unit, message)
+                    else:
+                        killed.add(id(unit))
+                        retry_alone.append(unit)
+                        trajectories = None
+                        activity.notes.append(
+                            f"sgdbench: a Dask worker died; run {unit[0].run_id} runs again, alone"
+                        )
                 except Exception as e:
-                    first_line = str(e).splitlines()[0] if str(e) else ""
-                    trajectories = failed_unit(
-                        unit,
-                        f"{type(e).__name__}: {first_line}".rstrip(": "),
-                        traceback.format_exc(),
-                    )
+                    trajectories = failed_unit(unit, describe(e), traceback.format_exc())
                 future.release()
-                activity.running = min(sum(len(u) for u in pending.values()), total_slots)
-                yield from zip(unit, trajectories, strict=True)
-                if should_stop is not None and should_stop():
-                    break
+                if trajectories is not None:
+                    activity.running = sum(len(u) for u in in_flight.values())
+                    yield from zip(unit, trajectories, strict=True)
+                    if should_stop is not None and should_stop():
+                        break
+                dispatch()
+                activity.running = sum(len(u) for u in in_flight.values())
         finally:
             activity.running = 0
-            if pending:
-                client.cancel(list(pending))
+            if in_flight:
+                client.cancel(list(in_flight))

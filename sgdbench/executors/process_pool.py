@@ -30,6 +30,7 @@ from sgdbench.executors import (
     ExecutorOptions,
     Results,
     available_cores,
+    describe,
     failed_unit,
     split_threads,
 )
@@ -100,6 +101,32 @@ class _Pool:
             p.join(timeout=10)
 
 
+def _dispatch(
+    pool: _Pool,
+    todo: deque[Unit],
+    retry_alone: deque[Unit],
+    in_flight: dict[Future[list[Any]], Unit],
+    workers: int,
+) -> bool:
+    """Submit what may run now; False if the pool turned out to be broken (a worker died since
+    the last look), the refused unit back at the head of its queue."""
+    if retry_alone:
+        # A unit that was in flight when a worker died runs alone, so a death is its own.
+        queue, limit = retry_alone, 0
+    else:
+        # No more than `workers` at a time, so that a broken pool loses only the units that
+        # were really running, not the whole queue.
+        queue, limit = todo, workers - 1
+    while queue and len(in_flight) <= limit:
+        unit = queue.popleft()
+        try:
+            in_flight[pool.submit(unit)] = unit
+        except BrokenProcessPool:
+            queue.appendleft(unit)
+            return False
+    return True
+
+
 def run_process_pool(
     units: Iterable[Unit],
     should_stop: Callable[[], bool] | None = None,
@@ -129,19 +156,9 @@ def run_process_pool(
         while todo or retry_alone or in_flight:
             if pool is None:
                 pool = _Pool(workers, threads, gpus)
-            if retry_alone:
-                if not in_flight:
-                    unit = retry_alone.popleft()
-                    in_flight[pool.submit(unit)] = unit
-            else:
-                # No more than `workers` at a time, so that a broken pool loses only the units
-                # that were really running, not the whole queue.
-                while todo and len(in_flight) < workers:
-                    unit = todo.popleft()
-                    in_flight[pool.submit(unit)] = unit
+            broken = not _dispatch(pool, todo, retry_alone, in_flight, workers)
             activity.running = sum(len(u) for u in in_flight.values())
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            broken = False
+            done = wait(in_flight, return_when=FIRST_COMPLETED)[0] if not broken else set()
             for future in done:
                 unit = in_flight.pop(future)
                 try:
@@ -151,9 +168,7 @@ def run_process_pool(
                     in_flight[future] = unit  # charged with the others below
                     continue
                 except Exception as e:  # e.g. a spec that cannot be pickled
-                    trajectories = failed_unit(
-                        unit, f"{type(e).__name__}: {e}", traceback.format_exc()
-                    )
+                    trajectories = failed_unit(unit, describe(e), traceback.format_exc())
                 activity.running -= len(unit)
                 yield from zip(unit, trajectories, strict=True)
             if broken:
