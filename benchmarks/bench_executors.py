@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,33 +75,51 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4000, help="steps per run (~1 s on CPU)")
     parser.add_argument("--jobs", type=int, default=2, help="workers for process and dask")
     parser.add_argument("--tiny-runs", type=int, default=48, help="runs in the overhead grid")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds (the fastest counts)")
     parser.add_argument("--skip-overhead", action="store_true", help="only the main grid")
+    parser.add_argument(
+        "--default-threads",
+        action="store_true",
+        help="also time serial with torch's default intra-op threads (all cores)",
+    )
     args = parser.parse_args()
 
     # (sgdbench options, environment). The reference is serial with one intra-op thread, as
-    # each worker of the parallel executors has on 2 cores; serial with torch's default (all
-    # cores) is shown too: on a busy machine its threads wait for each other at every step.
+    # each worker of the parallel executors has on 2 cores.
     one_thread = {"OMP_NUM_THREADS": "1"}
     executors: dict[str, tuple[list[str], dict[str, str]]] = {
         "serial, 1 thread": ([], one_thread),
-        f"serial, {os.cpu_count()} threads": ([], {}),
         f"--jobs {args.jobs}": (["--jobs", str(args.jobs)], {}),
         f"dask LocalCluster({args.jobs})": (["--executor", "dask", "--jobs", str(args.jobs)], {}),
     }
+    if args.default_threads:
+        executors[f"serial, {os.cpu_count()} threads"] = ([], {})
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"{os.cpu_count()} CPUs, load average {load:.1f} before the benchmark")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         grid = write_grid(folder, "bench", args.runs, args.steps)
-        print(f"\n{args.runs} runs x {args.steps} steps (linear, 32 features, batch 16)")
-        print(f"{'executor':<24} {'wall s':>8} {'speed-up':>9} {'train s/run':>12}")
-        serial_wall = None
-        for i, (name, (extra, env)) in enumerate(executors.items()):
-            out = folder / f"out{i}"
-            wall = run_grid(grid, out, extra, env)
-            serial_wall = serial_wall or wall
-            per_run = train_seconds(out) / args.runs
-            print(f"{name:<24} {wall:8.2f} {serial_wall / wall:8.2f}x {per_run:12.3f}")
+        # Rounds interleave the executors so that a burst of load from elsewhere hits all.
+        walls: dict[str, list[float]] = {name: [] for name in executors}
+        train: dict[str, list[float]] = {name: [] for name in executors}
+        for r in range(args.repeat):
+            for i, (name, (extra, env)) in enumerate(executors.items()):
+                out = folder / f"out{r}-{i}"
+                walls[name].append(run_grid(grid, out, extra, env))
+                train[name].append(train_seconds(out) / args.runs)
+        print(f"\n{args.runs} runs x {args.steps} steps (linear, 32 features, batch 16), ", end="")
+        print(f"{args.repeat} round(s); speed-up of the fastest rounds")
+        header = f"{'executor':<24} {'min wall s':>10} {'mean ± sd':>14} {'speed-up':>9}"
+        print(f"{header} {'train s/run':>12}")
+        reference = min(walls["serial, 1 thread"])
+        for name in executors:
+            w = walls[name]
+            sd = statistics.stdev(w) if len(w) > 1 else 0.0
+            spread = f"{statistics.mean(w):.1f} ± {sd:.1f}"
+            print(
+                f"{name:<24} {min(w):10.2f} {spread:>14} {reference / min(w):8.2f}x "
+                f"{min(train[name]):12.3f}"
+            )
         if args.skip_overhead:
             return
         small = write_grid(folder, "small", 4, 10)
@@ -109,11 +128,11 @@ def main() -> None:
         print(f"\noverhead, runs of 10 steps: per run = (wall of {n + 4} - wall of 4) / {n}")
         print(f"{'executor':<24} {'startup s':>10} {'per run ms':>11}")
         for i, (name, (extra, env)) in enumerate(executors.items()):
-            if i == 1:
+            if "threads" in name and i:
                 continue  # the thread count does not change the machinery's cost
-            base = run_grid(small, folder / f"small{i}", extra, env)
-            wall = run_grid(tiny, folder / f"tiny{i}", extra, env)
-            print(f"{name:<24} {base:10.2f} {1000 * (wall - base) / args.tiny_runs:11.1f}")
+            base = min(run_grid(small, folder / f"small{i}-{r}", extra, env) for r in range(2))
+            wall = min(run_grid(tiny, folder / f"tiny{i}-{r}", extra, env) for r in range(2))
+            print(f"{name:<24} {base:10.2f} {1000 * (wall - base) / n:11.1f}")
 
 
 if __name__ == "__main__":
