@@ -76,7 +76,7 @@ def run(
     ] = None,
     executor: Annotated[
         Executor | None,
-        typer.Option(help="serial | process | dask [serial; process with --jobs N > 1]"),
+        typer.Option(help="serial | process | dask (default: serial; process with --jobs N > 1)"),
     ] = None,
     scheduler: Annotated[
         str | None,
@@ -84,7 +84,7 @@ def run(
     ] = None,
     threads_per_job: Annotated[
         int | None,
-        typer.Option(min=1, help="intra-op threads per worker [cores // workers]"),
+        typer.Option(min=1, help="intra-op threads per worker (default: cores // workers)"),
     ] = None,
     engine: Annotated[Engine, typer.Option(help="training engine")] = Engine.eager,
     dry_run: Annotated[
