@@ -8,11 +8,14 @@ import sys
 import traceback
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sgdbench.errors import SgdbenchError, UsageError
+
+if TYPE_CHECKING:
+    from sgdbench.executors import ExecutorOptions
 
 app = typer.Typer(
     name="sgdbench",
@@ -87,9 +90,27 @@ def run(
     out: Annotated[
         Path | None, typer.Option("--out", help="results folder [results/<name>]")
     ] = None,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="worker processes")] = 1,
-    executor: Annotated[Executor | None, typer.Option(help="serial | process | dask")] = None,
-    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address")] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs", "-j", min=1, help="worker processes (N > 1 implies --executor process)"
+        ),
+    ] = None,
+    executor: Annotated[
+        Executor | None,
+        typer.Option(help="serial | process | dask (default: serial; process with --jobs N > 1)"),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Dask scheduler address, e.g. tcp://HOST:8786 (implies dask)"),
+    ] = None,
+    threads_per_job: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help='threads per worker for runs with threads = "auto" (default: cores // workers)',
+        ),
+    ] = None,
     engine: Annotated[Engine, typer.Option(help="training engine")] = Engine.eager,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="print the expanded runs only")
@@ -107,15 +128,14 @@ def run(
 ) -> None:
     """Train every run of a grid and write results/<name>/.
 
-    Example: sgdbench run experiments/quickstart.toml --dry-run
+    Example: sgdbench run experiments/quickstart.toml --jobs 4
+
+    On a Dask cluster: sgdbench run grid.toml --executor dask --scheduler tcp://HOST:8786
     """
     try:
         from sgdbench.spec import load_grid
 
-        if (executor not in (None, Executor.serial)) or jobs > 1:
-            raise UsageError(
-                "sgdbench: only --executor serial and --jobs 1 are available in this version"
-            )
+        chosen, options = _executor_options(executor, jobs, scheduler, threads_per_job)
         loaded = load_grid(grid, engine=engine.value)
         for note in loaded.notes:
             print(f"sgdbench: {note}", file=sys.stderr)
@@ -129,6 +149,8 @@ def run(
             loaded,
             out_dir,
             force=force,
+            executor=chosen.value,
+            options=options,
             fail_fast=fail_fast,
             max_consecutive_failures=max_consecutive_failures,
             progress=not quiet,
@@ -153,6 +175,34 @@ def run(
     if outcome.stopped_early:
         print(f"sgdbench: {outcome.stopped_early}", file=sys.stderr)
     raise typer.Exit(outcome.exit_code)
+
+
+def _executor_options(
+    executor: Executor | None, jobs: int | None, scheduler: str | None, threads: int | None
+) -> tuple[Executor, ExecutorOptions]:
+    """The executor the options ask for, or a UsageError for combinations that mean nothing."""
+    from sgdbench.executors import ExecutorOptions
+
+    if executor is None:
+        if scheduler:
+            executor = Executor.dask
+        elif jobs is not None and jobs > 1:
+            executor = Executor.process
+        else:
+            executor = Executor.serial
+    if scheduler and executor is not Executor.dask:
+        raise UsageError(f"sgdbench: --scheduler needs --executor dask, not {executor.value}")
+    if executor is Executor.serial and ((jobs or 1) > 1 or threads is not None):
+        raise UsageError(
+            "sgdbench: --executor serial runs in this process: --jobs and --threads-per-job "
+            "need --executor process or dask"
+        )
+    if executor is Executor.dask and scheduler and jobs is not None:
+        raise UsageError(
+            "sgdbench: --jobs sizes a local Dask cluster; with --scheduler the cluster's "
+            "workers run the grid"
+        )
+    return executor, ExecutorOptions(jobs=jobs, threads_per_job=threads, scheduler=scheduler)
 
 
 def _print_dry_run(grid: object) -> None:

@@ -15,6 +15,7 @@ from types import FrameType
 from typing import Any
 
 from sgdbench.errors import SgdbenchError, UsageError
+from sgdbench.executors import Activity, ExecutorOptions
 from sgdbench.spec import Grid, RunSpec
 
 
@@ -93,11 +94,12 @@ def run_grid(
     *,
     force: bool = False,
     executor: str = "serial",
+    options: ExecutorOptions | None = None,
     fail_fast: bool = False,
     max_consecutive_failures: int = 0,
     progress: bool = True,
 ) -> GridOutcome:
-    """Run every pending run of ``grid`` into ``out_dir``."""
+    """Run every pending run of ``grid`` into ``out_dir`` on ``executor`` (see ``executors``)."""
     from sgdbench.lock import ResultsLock
 
     prepare_out_dir(out_dir)
@@ -108,6 +110,7 @@ def run_grid(
                 out_dir,
                 force=force,
                 executor=executor,
+                options=options,
                 fail_fast=fail_fast,
                 max_consecutive_failures=max_consecutive_failures,
                 progress=progress,
@@ -125,6 +128,7 @@ def _run_locked(
     *,
     force: bool,
     executor: str,
+    options: ExecutorOptions | None,
     fail_fast: bool,
     max_consecutive_failures: int,
     progress: bool,
@@ -167,17 +171,31 @@ def _run_locked(
     stop = StopFlag()
     pending = PendingRows(store)
     failed_in_a_row = 0
+    activity = Activity()
+
+    def show_notes() -> None:
+        while activity.notes:
+            tqdm.write(activity.notes.pop(0), file=sys.stderr)
+
+    results = None
     try:
         with stop.installed():
-            for spec, traj in executors.get(executor)(plan(todo), should_stop=stop):
+            results = executors.get(executor)(
+                plan(todo), stop, options=options or ExecutorOptions(), activity=activity
+            )
+            for spec, traj in results:
                 pending.add(spec, store.write_run_files(spec, traj, environment["git_sha"]))
                 outcome.counts[traj.status] += 1
                 if traj.status == "failed":
                     outcome.failures.append((traj.run_id, traj.message))
                 elif traj.status == "stalled":
                     outcome.stalled.append((traj.run_id, traj.message))
+                show_notes()
+                postfix: dict[str, int] = dict(sorted(outcome.counts.items()))
+                if executor != "serial":
+                    postfix["running"] = activity.running
+                bar.set_postfix(postfix, refresh=False)
                 bar.update(1)
-                bar.set_postfix(dict(sorted(outcome.counts.items())), refresh=False)
                 failed_in_a_row = failed_in_a_row + 1 if traj.status == "failed" else 0
                 if fail_fast and traj.status == "failed":
                     outcome.stopped_early = "stopped at the first failure (--fail-fast)"
@@ -194,8 +212,11 @@ def _run_locked(
     except (StopRequested, KeyboardInterrupt):
         outcome.interrupted = True
     finally:
+        if results is not None and hasattr(results, "close"):
+            results.close()  # stop the workers now, not when the generator is collected
         bar.close()
         pending.flush()
+        show_notes()
     return outcome
 
 

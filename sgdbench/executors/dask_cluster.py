@@ -1,0 +1,185 @@
+"""``--executor dask``: units run as tasks on a Dask cluster.
+
+With ``--scheduler tcp://HOST:PORT`` the driver joins an existing cluster (workers on other
+machines need sgdbench, and any plug-in problem, importable); without it a ``LocalCluster``
+sized to this machine is started and closed again. Tasks are keyed by run id, so a unit that is
+already on the cluster (submitted twice, or by a second driver) is computed once. Trajectories
+come back to the driver, which alone writes the results: no shared filesystem is needed.
+
+A worker that dies mid-task: once the scheduler gives up on the task (``KilledWorker``; the
+``LocalCluster`` started here gives up at the first death) the unit is run again *alone*, so a
+second death is its own and it is recorded ``failed``, while units that shared the dead worker
+finish normally. As with ``--jobs``, only the driver writes results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from types import ModuleType
+from typing import Any
+
+from sgdbench.engine import Unit, execute_unit
+from sgdbench.engine.trajectory import Trajectory
+from sgdbench.errors import UsageError
+from sgdbench.executors import (
+    Activity,
+    ExecutorOptions,
+    Results,
+    available_cores,
+    describe,
+    failed_unit,
+    split_threads,
+    unit_key,
+)
+
+CONNECT_TIMEOUT_S = 10
+
+
+def import_distributed() -> ModuleType:
+    """``distributed``, or a one-line usage error saying how to install it."""
+    try:
+        import distributed
+    except ImportError:
+        raise UsageError(
+            "sgdbench: --executor dask needs dask[distributed]: pip install 'sgdbench[dask]'"
+        ) from None
+    return distributed
+
+
+@contextlib.contextmanager
+def open_client(options: ExecutorOptions) -> Iterator[Any]:
+    """A client of the cluster at ``options.scheduler``, or of a new LocalCluster."""
+    distributed = import_distributed()
+    if options.scheduler:
+        try:
+            client = distributed.Client(options.scheduler, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError, ValueError) as e:
+            raise UsageError(
+                f"sgdbench: cannot reach the Dask scheduler at {options.scheduler}: {describe(e)}"
+            ) from None
+        with client:
+            yield client
+        return
+    with (
+        distributed.LocalCluster(
+            n_workers=options.jobs or available_cores(),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",  # no clash with a dashboard on :8787
+            silence_logs=logging.ERROR,
+            # Give up on a task at its worker's first death: run_dask retries it alone.
+            scheduler_kwargs={"allowed_failures": 0},
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield client
+
+
+def slots_by_host(client: Any) -> dict[str, int]:
+    """Task slots (worker threads) per host, to split each host's cores between them."""
+    slots: dict[str, int] = {}
+    for worker in client.scheduler_info(n_workers=-1)["workers"].values():
+        slots[worker["host"]] = slots.get(worker["host"], 0) + int(worker["nthreads"])
+    return slots
+
+
+def run_unit_on_worker(
+    unit: Unit, host_slots: dict[str, int], threads_per_job: int | None
+) -> list[Trajectory]:
+    """The Dask task: set this worker's intra-op threads, then train the unit."""
+    import torch
+    from distributed import get_worker
+    from distributed.comm.addressing import get_address_host
+
+    if threads_per_job is None:
+        worker = get_worker()
+        slots = host_slots.get(get_address_host(worker.address)) or worker.state.nthreads
+        threads_per_job = split_threads(slots, available_cores())
+    torch.set_num_threads(threads_per_job)
+    return execute_unit(unit)
+
+
+def run_dask(
+    units: Iterable[Unit],
+    should_stop: Callable[[], bool] | None = None,
+    *,
+    options: ExecutorOptions | None = None,
+    activity: Activity | None = None,
+) -> Results:
+    """Run units on a Dask cluster; yield results as they complete.
+
+    At most one unit per worker thread is submitted at a time: the scheduler blames a worker's
+    death on every task assigned to that worker, so queueing more would make bystanders pay.
+    """
+    options = options or ExecutorOptions()
+    activity = activity if activity is not None else Activity()
+    todo: deque[Unit] = deque(units)
+    if not todo:
+        return
+    distributed = import_distributed()
+    with open_client(options) as client:
+        host_slots = slots_by_host(client)
+        in_flight: dict[Any, Unit] = {}
+        retry_alone: deque[Unit] = deque()
+        killed: set[int] = set()  # id(unit) of units already retried alone
+        completed = distributed.as_completed()
+
+        def submit(unit: Unit, key: str) -> None:
+            future = client.submit(
+                run_unit_on_worker,
+                unit,
+                host_slots,
+                options.threads_per_job,
+                key=key,
+                retries=options.retries,
+            )
+            in_flight[future] = unit
+            completed.add(future)
+
+        def dispatch() -> None:
+            if retry_alone:
+                if not in_flight:
+                    unit = retry_alone.popleft()
+                    submit(unit, unit_key(unit) + "-alone")
+                return
+            slots = max(1, sum(client.nthreads().values()))  # the cluster may grow or shrink
+            while todo and len(in_flight) < slots:
+                unit = todo.popleft()
+                submit(unit, unit_key(unit))
+
+        try:
+            dispatch()
+            for future in completed:
+                unit = in_flight.pop(future)
+                trajectories: list[Trajectory] | None
+                try:
+                    trajectories = future.result()
+                except distributed.KilledWorker:
+                    if id(unit) in killed:
+                        message = "Dask worker died while running this run (also when alone)"
+                        trajectories = failed_unit(unit, message)
+                    else:
+                        killed.add(id(unit))
+                        retry_alone.append(unit)
+                        trajectories = None
+                        activity.notes.append(
+                            f"sgdbench: a Dask worker died; run {unit[0].run_id} runs again, alone"
+                        )
+                except Exception as e:
+                    trajectories = failed_unit(unit, describe(e), traceback.format_exc())
+                future.release()
+                if trajectories is not None:
+                    activity.running = sum(len(u) for u in in_flight.values())
+                    yield from zip(unit, trajectories, strict=True)
+                    if should_stop is not None and should_stop():
+                        break
+                dispatch()
+                activity.running = sum(len(u) for u in in_flight.values())
+        finally:
+            activity.running = 0
+            if in_flight:
+                client.cancel(list(in_flight))

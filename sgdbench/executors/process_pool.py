@@ -1,0 +1,203 @@
+"""``--jobs N``: units run in N spawn-context worker processes on this machine.
+
+Each worker sets its intra-op threads once (``split_threads``: N x threads <= cores) and, when
+the grid has ``device = "cuda"`` runs and several GPUs are visible, sees one GPU of its own
+through ``CUDA_VISIBLE_DEVICES`` (so ``cuda`` means a different GPU in each worker and run ids do
+not change). Neither setting is part of a run's identity; both are recorded per run by the
+engine (``threads``, ``device_name``).
+
+A worker that dies (killed, out of memory, ``os._exit``) breaks the whole pool: every unit in
+flight is lost with it, but not the results already yielded. The pool is rebuilt and each lost
+unit is run again *alone*, so a second death is known to be its own and it is recorded
+``failed``; a unit that merely ran beside the culprit finishes normally.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from sgdbench.engine import Unit, execute_unit
+from sgdbench.executors import (
+    Activity,
+    ExecutorOptions,
+    Results,
+    available_cores,
+    describe,
+    failed_unit,
+    split_threads,
+)
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` entries."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+
+
+def gpu_per_worker(workers: int, gpus: list[str], devices: Iterable[str]) -> list[str] | None:
+    """The ``CUDA_VISIBLE_DEVICES`` value of each worker, or None to leave visibility alone.
+
+    Only when some run asks for plain ``cuda`` (any GPU) and none names an index: ``cuda:1``
+    means that very GPU, which hiding the others would break. Workers beyond the GPU count
+    share GPUs round-robin.
+    """
+    devices = set(devices)
+    if not gpus or "cuda" not in devices or any(d.startswith("cuda:") for d in devices):
+        return None
+    return [gpus[i % len(gpus)] for i in range(workers)]
+
+
+def _init_worker(threads: int, gpu_queue: Any) -> None:
+    """Runs once in each new worker, before it imports torch."""
+    # Ctrl-C is the driver's to handle: it stops the workers and keeps the finished runs.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if gpu_queue is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu_queue.get(timeout=60)
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+class _Pool:
+    """A ``ProcessPoolExecutor`` and the ways to stop it."""
+
+    def __init__(self, workers: int, threads: int, gpus: list[str] | None) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        queue = None
+        if gpus is not None:
+            queue = ctx.Queue()
+            for gpu in gpus:
+                queue.put(gpu)
+        self.executor = ProcessPoolExecutor(
+            max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(threads, queue)
+        )
+
+    def submit(self, unit: Unit) -> Future[list[Any]]:
+        return self.executor.submit(execute_unit, unit)
+
+    def close(self, kill: bool) -> None:
+        if not kill:
+            self.executor.shutdown(wait=True)
+            return
+        # Python < 3.14 has no public way to stop running workers: terminate them ourselves.
+        processes = list((getattr(self.executor, "_processes", None) or {}).values())
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        for p in processes:
+            p.terminate()
+        for p in processes:
+            p.join(timeout=10)
+
+
+def _dispatch(
+    pool: _Pool,
+    todo: deque[Unit],
+    retry_alone: deque[Unit],
+    in_flight: dict[Future[list[Any]], Unit],
+    workers: int,
+) -> bool:
+    """Submit what may run now; False if the pool turned out to be broken (a worker died since
+    the last look), the refused unit back at the head of its queue."""
+    if retry_alone:
+        # A unit that was in flight when a worker died runs alone, so a death is its own.
+        queue, limit = retry_alone, 0
+    else:
+        # No more than `workers` at a time, so that a broken pool loses only the units that
+        # were really running, not the whole queue.
+        queue, limit = todo, workers - 1
+    while queue and len(in_flight) <= limit:
+        unit = queue.popleft()
+        try:
+            in_flight[pool.submit(unit)] = unit
+        except BrokenProcessPool:
+            queue.appendleft(unit)
+            return False
+    return True
+
+
+def run_process_pool(
+    units: Iterable[Unit],
+    should_stop: Callable[[], bool] | None = None,
+    *,
+    options: ExecutorOptions | None = None,
+    activity: Activity | None = None,
+) -> Results:
+    """Run units in ``options.jobs`` worker processes; yield results as they complete."""
+    options = options or ExecutorOptions()
+    activity = activity if activity is not None else Activity()
+    todo: deque[Unit] = deque(units)
+    workers = options.jobs or available_cores()
+    threads = split_threads(workers, available_cores(), options.threads_per_job)
+    devices = {spec.device for unit in todo for spec in unit}
+    gpus = gpu_per_worker(workers, visible_gpus(), devices) if "cuda" in devices else None
+    if gpus is not None and workers > len(set(gpus)):
+        activity.notes.append(
+            f"sgdbench: {workers} workers share {len(set(gpus))} GPU(s): lower --jobs to give "
+            "each worker its own"
+        )
+    retry_alone: deque[Unit] = deque()  # in flight when a worker died: rerun one at a time
+    deaths: dict[int, int] = {}  # id(unit) -> pool breaks it was in flight for
+    in_flight: dict[Future[list[Any]], Unit] = {}
+    pool: _Pool | None = None
+    finished = False
+    try:
+        while todo or retry_alone or in_flight:
+            if pool is None:
+                pool = _Pool(workers, threads, gpus)
+            broken = not _dispatch(pool, todo, retry_alone, in_flight, workers)
+            activity.running = sum(len(u) for u in in_flight.values())
+            done = wait(in_flight, return_when=FIRST_COMPLETED)[0] if not broken else set()
+            for future in done:
+                unit = in_flight.pop(future)
+                try:
+                    trajectories = future.result()
+                except BrokenProcessPool:
+                    broken = True
+                    in_flight[future] = unit  # charged with the others below
+                    continue
+                except Exception as e:  # e.g. a spec that cannot be pickled
+                    trajectories = failed_unit(unit, describe(e), traceback.format_exc())
+                activity.running -= len(unit)
+                yield from zip(unit, trajectories, strict=True)
+            if broken:
+                # Every unit still in flight died with the pool (or would be refused by it).
+                lost = list(in_flight.values())
+                in_flight.clear()
+                pool.close(kill=True)
+                pool = None
+                retried = 0
+                for unit in lost:
+                    deaths[id(unit)] = deaths.get(id(unit), 0) + 1
+                    if deaths[id(unit)] > options.retries:
+                        message = (
+                            "worker process died while running this run "
+                            f"({deaths[id(unit)]} times: killed, out of memory or exited)"
+                        )
+                        yield from zip(unit, failed_unit(unit, message), strict=True)
+                    else:
+                        retried += len(unit)
+                        retry_alone.append(unit)
+                if retried:
+                    activity.notes.append(
+                        f"sgdbench: a worker process died; the {retried} run(s) it may have "
+                        "taken down run again, one at a time"
+                    )
+            if should_stop is not None and should_stop():
+                break
+        finished = True
+    finally:
+        activity.running = 0
+        if pool is not None:
+            pool.close(kill=not finished)
