@@ -15,6 +15,9 @@ import typer
 from sgdbench.errors import SgdbenchError, UsageError
 
 if TYPE_CHECKING:
+    from sgdbench.spec import Grid
+
+if TYPE_CHECKING:
     from sgdbench.executors import ExecutorOptions
 
 app = typer.Typer(
@@ -205,11 +208,10 @@ def _executor_options(
     return executor, ExecutorOptions(jobs=jobs, threads_per_job=threads, scheduler=scheduler)
 
 
-def _print_dry_run(grid: object) -> None:
-    from sgdbench.spec import Grid
-
-    assert isinstance(grid, Grid)
-    axes = [a for a in grid.axes] or ["optimizer", "lr"]
+def _print_dry_run(grid: Grid) -> None:
+    axes = list(grid.axes) or ["optimizer", "lr"]
+    if any(s.engine != "eager" for s in grid.runs):
+        axes.append("engine")  # which runs --engine auto|stacked stacks, and which stay eager
     header = ["run_id", *axes]
     rows = [[s.run_id, *(str(s.axes.get(a, getattr(s, a, ""))) for a in axes)] for s in grid.runs]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]

@@ -359,3 +359,24 @@ batch_size = 8
         grid = load_grid(write_grid(base.format(extra=extra)), engine="stacked")
         assert {r.engine for r in grid.runs} == {"eager"}
         assert any(why in note for note in grid.notes)
+
+
+def test_dry_run_shows_the_engine_each_run_gets(tmp_path, write_grid):
+    from tests.conftest import cli
+
+    write_grid("""
+[problem]
+name = "linear"
+n_samples = 16
+[train]
+steps = 5
+[grid]
+optimizer = ["sgd", "LBFGS"]
+lr = [0.1, 0.2]
+batch_size = 4
+""")
+    result = cli("run", "grid.toml", "--dry-run", "--engine", "auto", cwd=tmp_path)
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["run_id", "optimizer", "lr", "engine"]
+    engines = {tuple(line.split()[1:]) for line in lines[1:]}
+    assert ("sgd", "0.1", "stacked") in engines and ("LBFGS", "0.1", "eager") in engines
