@@ -114,7 +114,9 @@ def run(
             help='threads per worker for runs with threads = "auto" (default: cores // workers)',
         ),
     ] = None,
-    engine: Annotated[Engine, typer.Option(help="training engine")] = Engine.eager,
+    engine: Annotated[
+        Engine | None, typer.Option(help="training engine [default: the grid's, else eager]")
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="print the expanded runs only")
     ] = False,
@@ -139,7 +141,7 @@ def run(
         from sgdbench.spec import load_grid
 
         chosen, options = _executor_options(executor, jobs, scheduler, threads_per_job)
-        loaded = load_grid(grid, engine=engine.value)
+        loaded = load_grid(grid, engine=engine.value if engine else None)
         for note in loaded.notes:
             print(f"sgdbench: {note}", file=sys.stderr)
         if dry_run:

@@ -46,6 +46,7 @@ TRAIN_KEYS: dict[str, tuple[Any, str]] = {
         None,
         "{patience = N}: stop when validation loss has not improved for N evaluations",
     ),
+    "engine": ("eager", "eager | stacked | auto; sgdbench run --engine overrides it"),
     "checkpoint_every": (0, "steps between checkpoints a killed run resumes from (0: none)"),
     "keep_checkpoints": (False, "keep the last checkpoint of a finished run"),
     "save_model": (False, "save the final model state to models/<run_id>.pt"),
@@ -287,6 +288,10 @@ def _check_train(ctx: _Ctx, train: dict[str, Any]) -> dict[str, Any]:
         out["early_stopping_patience"] = ctx.check(
             "train.early_stopping.patience", _int, stopping["patience"], 1
         )
+    if out["engine"] not in ENGINE_CHOICES:
+        raise ctx.fail(
+            "train.engine", f"must be one of {', '.join(ENGINE_CHOICES)}, got {out['engine']!r}"
+        )
     out["checkpoint_every"] = ctx.check("train.checkpoint_every", _int, out["checkpoint_every"], 0)
     if out["threads"] != "auto":
         # One thread by default: small models are fastest on one, OpenMP threads spinning against
@@ -495,14 +500,15 @@ def _default_eval_every(steps: int, epochs: int | None, steps_per_epoch: int) ->
     return max(1, math.ceil(steps / 100))
 
 
-def load_grid(path: str | Path, *, engine: str = "eager") -> Grid:
+def load_grid(path: str | Path, *, engine: str | None = None) -> Grid:
     """Read, validate and expand a grid file. Raises ``GridError`` (exit code 2) on bad input.
 
     ``engine``: "eager", "stacked" (every run that can be stacked; the others run eager, with a
     note saying why) or "auto" (stacked where a run can be stacked and shares its group with at
-    least one other run, else eager). The choice is made here, per run, and is part of run_id.
+    least one other run, else eager); None takes the grid's ``[train] engine`` (default eager).
+    The choice is made here, per run, and is part of run_id.
     """
-    if engine not in ENGINE_CHOICES:
+    if engine is not None and engine not in ENGINE_CHOICES:
         raise ValueError(f"engine must be one of {', '.join(ENGINE_CHOICES)}, got {engine!r}")
     import torch
 
@@ -545,6 +551,8 @@ def load_grid(path: str | Path, *, engine: str = "eager") -> Grid:
     raw_kwargs = {k: v for k, v in problem_table.items() if k != "name"}
     base_dir = path.resolve().parent
     train = _check_train(ctx, ctx.table(data, "train"))
+    if engine is None:
+        engine = train["engine"]
     presets = _check_presets(ctx, ctx.table(data, "optimizers"))
     grid_table = _flatten_problem_keys(ctx.table(data, "grid"))
     axes = _axes(ctx, grid_table, presets)

@@ -175,6 +175,12 @@ CASES = [
         {},
         "grid.toml: train.optimizer_impl: must be one of",
     ),
+    (
+        "engine-unknown",
+        edit(LINEAR, "steps = 5", 'steps = 5\nengine = "turbo"'),
+        {},
+        "grid.toml: train.engine: must be one of auto, eager, stacked",
+    ),
     ("device-unknown", LINEAR + 'device = "tpu"\n', {}, "grid.toml: grid.device: must be"),
     ("seed-negative", LINEAR + "seed = [-1]\n", {}, "grid.toml: grid.seed[0]: must be >= 0"),
     ("bad-name", edit(LINEAR, 'name = "bad"', 'name = "../up"'), {}, "grid.toml: name: must be"),

@@ -380,3 +380,21 @@ batch_size = 4
     assert lines[0].split() == ["run_id", "optimizer", "lr", "engine"]
     engines = {tuple(line.split()[1:]) for line in lines[1:]}
     assert ("sgd", "0.1", "stacked") in engines and ("LBFGS", "0.1", "eager") in engines
+
+
+def test_the_grid_can_choose_its_engine_and_the_command_line_overrides_it(write_grid):
+    from sgdbench.spec import load_grid
+
+    path = write_grid("""
+[problem]
+name = "linear"
+n_samples = 16
+[train]
+steps = 5
+engine = "stacked"
+[grid]
+lr = [0.1, 0.2]
+batch_size = 4
+""")
+    assert {r.engine for r in load_grid(path).runs} == {"stacked"}
+    assert {r.engine for r in load_grid(path, engine="eager").runs} == {"eager"}
