@@ -390,3 +390,117 @@ def test_rows_are_committed_in_batches_and_checkpoints_removed_only_after(tmp_pa
     assert checkpoint.path_for(specs[2]).exists()
     pending.flush()
     assert len(pd.read_parquet(store.runs_path)) == 3 and not checkpoint.path_for(specs[2]).exists()
+
+
+# --- resume edge cases found in review -------------------------------------------------------
+
+
+def _spec(tmp_path: Path, text: str):
+    (tmp_path / "edge.toml").write_text(textwrap.dedent(text))
+    (spec,) = load_grid(tmp_path / "edge.toml").runs
+    return dataclasses.replace(spec, checkpoint_dir=str(tmp_path / "ckpt"))
+
+
+def test_resume_keeps_the_early_stopping_count(tmp_path):
+    spec = _spec(
+        tmp_path,
+        """
+        [problem]
+        name = "digits"
+        model = "mlp"
+        hidden = [64]
+        val_fraction = 0.7
+        [train]
+        epochs = 60
+        checkpoint_every = 20
+        early_stopping = {patience = 3}
+        [grid]
+        optimizer = "adam"
+        lr = 0.01
+        batch_size = 64
+    """,
+    )
+    whole = eager.run(dataclasses.replace(spec, checkpoint_every=0))
+    assert "early stopping" in whole.message
+    checkpoints = [s for s in range(20, whole.steps, 20)]
+    stop_at = len([e for e in eager.window_ends(spec, 10, 20) if e <= checkpoints[-1]])
+    with pytest.raises(eager.StopRequested):
+        eager.run(spec, should_stop=StopAfter(windows=stop_at - 1))
+    resumed = eager.run(spec)
+    assert resumed.info["resumed_from_step"] > 0
+    assert resumed.steps == whole.steps and resumed.message == whole.message
+    assert loss_digest(resumed.losses) == loss_digest(whole.losses)
+
+
+def test_resume_within_the_last_steps_keeps_the_update_cosine(tmp_path):
+    spec = _spec(
+        tmp_path,
+        """
+        [problem]
+        name = "linear"
+        n_samples = 64
+        [train]
+        steps = 40
+        checkpoint_every = 5
+        [grid]
+        optimizer = "momentum"
+        lr = 0.05
+        batch_size = 8
+    """,
+    )
+    whole = eager.run(dataclasses.replace(spec, checkpoint_every=0))
+    ends = eager.window_ends(spec, 10, 5)
+    with pytest.raises(eager.StopRequested):  # stop at the window ending at step 35
+        eager.run(spec, should_stop=StopAfter(windows=ends.index(35)))
+    resumed = eager.run(spec)
+    assert resumed.info["resumed_from_step"] == 35
+    assert loss_digest(resumed.losses) == loss_digest(whole.losses)
+    assert resumed.info["update_cosine"] == whole.info["update_cosine"]
+
+
+def test_ctrl_c_at_the_final_window_keeps_the_finished_run(tmp_path):
+    spec = _spec(
+        tmp_path,
+        """
+        [problem]
+        name = "quadratic"
+        [train]
+        steps = 20
+        init = [1.0]
+        checkpoint_every = 5
+        [grid]
+        lr = 0.1
+    """,
+    )
+    n_windows = len(eager.window_ends(spec, eager.WARMUP_STEPS, 5))
+    calls: list[int] = []
+
+    def stop_at_the_last_window() -> bool:
+        calls.append(1)
+        return len(calls) == n_windows
+
+    traj = eager.run(spec, should_stop=stop_at_the_last_window)
+    assert len(calls) == n_windows  # asked at the final window too
+    assert traj.status == "ok" and traj.steps == 20
+
+
+def test_checkpointing_does_not_change_where_a_diverged_run_stops(tmp_path):
+    text = """
+        [problem]
+        name = "linear"
+        n_samples = 64
+        [train]
+        steps = 600
+        {extra}
+        [grid]
+        lr = 3.0
+        batch_size = 8
+    """
+    plain = _spec(tmp_path, text.format(extra=""))
+    (tmp_path / "b").mkdir()
+    checkpointed = _spec(tmp_path / "b", text.format(extra="checkpoint_every = 7"))
+    assert plain.run_id == checkpointed.run_id
+    a, b = eager.run(plain), eager.run(checkpointed)
+    assert a.status == b.status == "diverged"
+    assert (a.steps, a.message) == (b.steps, b.message)
+    assert loss_digest(a.losses) == loss_digest(b.losses)

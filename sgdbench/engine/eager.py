@@ -362,6 +362,9 @@ def _train(
     step = 0
     first_loss = math.nan
     every = spec.checkpoint_every if checkpoint.path_for(spec) else 0
+    tail: list[Tensor] = []  # flat parameters at the ends of the last steps (update_cosine)
+    best_val, since_best = math.inf, 0  # early stopping
+    checked = 0  # losses[:checked] passed the divergence check
 
     def save_checkpoint() -> None:
         checkpoint.save(
@@ -375,6 +378,7 @@ def _train(
                 "losses": torch.from_numpy(losses[:step].copy()),
                 "times": torch.from_numpy(times[:step].copy()),
                 "evals": {k: list(v) for k, v in evals.items()},
+                "tail": list(tail),
                 "model": problem.model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "rng_cpu": torch.get_rng_state(),
@@ -395,6 +399,10 @@ def _train(
         times[:step] = resumed["times"].numpy()
         evals.update({k: list(v) for k, v in resumed["evals"].items()})
         traj.warmup_steps, traj.warmup_s = resumed["warmup_steps"], resumed["warmup_s"]
+        tail = list(resumed["tail"])
+        checked = step
+        for value in evals["val_loss"][1:]:  # the early-stopping count, replayed
+            best_val, since_best = _patience(best_val, since_best, value)
         traj.info["resumed_from_step"] = step
 
     def record_eval(at: int) -> dict[str, float]:
@@ -409,8 +417,9 @@ def _train(
         record_eval(0)
         before = [p.detach().clone() for p in params]
     status, message = "ok", ""
-    tail: list[Tensor] = []  # flat parameters at the ends of the last steps
-    best_val, since_best = math.inf, 0
+    # Checks and decisions happen only at these ends; the extra checkpoint ends are save points,
+    # so checkpointing cannot change where a run stops (nor its losses, nor its run_id).
+    decision_ends = set(window_ends(spec, warmup))
     for end in window_ends(spec, warmup, every):
         if end <= step:
             continue
@@ -442,42 +451,43 @@ def _train(
         step = end
         if step == warmup:
             traj.warmup_steps, traj.warmup_s = warmup, clock
-        if status == "ok":
-            status, message = _divergence(
-                chunk, step - len(chunk), first_loss, spec.divergence_factor
-            )
         if step >= n_steps - LAST_UPDATES:
             tail.append(torch.cat([p.detach().reshape(-1) for p in params]).double().cpu())
-        if status == "ok" and (step % spec.eval_every == 0 if spec.eval_every else False):
-            result = record_eval(step)
-            if spec.early_stopping_patience and "val_loss" in result:
-                if result["val_loss"] < best_val:
-                    best_val, since_best = result["val_loss"], 0
-                else:
-                    since_best += 1
-                if since_best >= spec.early_stopping_patience:
-                    message = (
-                        f"early stopping: validation loss did not improve for "
-                        f"{since_best} evaluations"
-                    )
+        if step in decision_ends:
+            if status == "ok":
+                status, message = _divergence(
+                    losses[checked:step], checked, first_loss, spec.divergence_factor
+                )
+                checked = step
+            if status == "ok" and (step % spec.eval_every == 0 if spec.eval_every else False):
+                result = record_eval(step)
+                if spec.early_stopping_patience and "val_loss" in result:
+                    best_val, since_best = _patience(best_val, since_best, result["val_loss"])
+                    if since_best >= spec.early_stopping_patience:
+                        message = (
+                            f"early stopping: validation loss did not improve for "
+                            f"{since_best} evaluations"
+                        )
+                        break
+                if (
+                    spec.stop_at_target
+                    and spec.target_loss is not None
+                    and result["train_loss"] <= spec.target_loss
+                ):
+                    message = f"reached target_loss {spec.target_loss:g} at step {step}"
                     break
-            if (
-                spec.stop_at_target
-                and spec.target_loss is not None
-                and result["train_loss"] <= spec.target_loss
-            ):
-                message = f"reached target_loss {spec.target_loss:g} at step {step}"
+            if status != "ok":
                 break
-        if status != "ok":
-            break
-        if spec.max_seconds is not None and clock >= spec.max_seconds and step < n_steps:
-            status = "timeout"
-            message = f"max_seconds {spec.max_seconds:g} reached after {step} of {n_steps} steps"
-            break
-        stop = should_stop is not None and should_stop()
+            if spec.max_seconds is not None and clock >= spec.max_seconds and step < n_steps:
+                status = "timeout"
+                message = (
+                    f"max_seconds {spec.max_seconds:g} reached after {step} of {n_steps} steps"
+                )
+                break
+        stop = should_stop is not None and should_stop() and step < n_steps
         if every and (step % every == 0 or stop) and step < n_steps:
             save_checkpoint()
-        if stop:
+        if stop:  # a run that has done all its steps is finished, Ctrl-C or not
             raise StopRequested
     if not evals["step"] or evals["step"][-1] != step:
         record_eval(step)
@@ -487,6 +497,11 @@ def _train(
     traj.info["update_cosine"] = update_cosine(tail)
     if spec.save_model:
         traj.model_state = {k: v.detach().cpu() for k, v in problem.model.state_dict().items()}
+
+
+def _patience(best: float, since: int, value: float) -> tuple[float, int]:
+    """Early stopping's count: evaluations since the validation loss last improved."""
+    return (value, 0) if value < best else (best, since + 1)
 
 
 def update_cosine(snapshots: list[Tensor]) -> float:
