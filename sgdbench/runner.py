@@ -6,7 +6,7 @@ import contextlib
 import dataclasses
 import signal
 import sys
-import time
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -58,8 +58,9 @@ def pending_runs(grid: Grid, completed: set[str], force: bool) -> list[RunSpec]:
 
 
 class StopFlag:
-    """Set by the first Ctrl-C: the current run stops at its next window boundary (keeping a
-    checkpoint if it makes them). A second Ctrl-C interrupts at once."""
+    """Set by the first Ctrl-C. Serially, the current run stops at its next window boundary
+    (keeping a checkpoint if it makes them); with worker processes or Dask, runs in flight are
+    abandoned (and resume from their last periodic checkpoint). A second Ctrl-C aborts at once."""
 
     def __init__(self) -> None:
         self.set = False
@@ -73,7 +74,7 @@ class StopFlag:
             self.set = True
             signal.signal(signal.SIGINT, signal.default_int_handler)
             print(
-                "\nsgdbench: stopping after the current window (Ctrl-C again to abort)",
+                "\nsgdbench: stopping; finished runs are kept (Ctrl-C again to abort)",
                 file=sys.stderr,
             )
 
@@ -103,8 +104,8 @@ def run_grid(
     from sgdbench.lock import ResultsLock
 
     prepare_out_dir(out_dir)
-    with ResultsLock(out_dir):
-        try:
+    try:
+        with ResultsLock(out_dir):
             return _run_locked(
                 grid,
                 out_dir,
@@ -115,11 +116,11 @@ def run_grid(
                 max_consecutive_failures=max_consecutive_failures,
                 progress=progress,
             )
-        except OSError as e:
-            where = e.filename or out_dir
-            raise WriteError(
-                f"{where}: cannot write results: {e.strerror or e} (finished runs are kept)"
-            ) from None
+    except OSError as e:
+        where = e.filename or out_dir
+        raise WriteError(
+            f"{where}: cannot write results: {e.strerror or e} (finished runs are kept)"
+        ) from None
 
 
 def _run_locked(
@@ -151,7 +152,10 @@ def _run_locked(
         dataclasses.replace(s, checkpoint_dir=ckpt_dir) if s.checkpoint_every else s for s in todo
     ]
     if force:
-        for spec in todo:  # --force means from scratch, not from a checkpoint
+        # From scratch, not from a checkpoint; and un-commit the old rows first, so that a crash
+        # while their files are being rewritten leaves orphans, not rows that lie.
+        store.forget([spec.run_id for spec in todo])
+        for spec in todo:
             checkpoint.remove(spec)
     outcome = GridOutcome(total=len(grid.runs), already_complete=len(grid.runs) - len(todo))
     if outcome.already_complete:
@@ -217,6 +221,8 @@ def _run_locked(
         bar.close()
         pending.flush()
         show_notes()
+    if stop.set:  # also when an executor noticed the flag first and ended quietly
+        outcome.interrupted = True
     return outcome
 
 
@@ -224,28 +230,42 @@ class PendingRows:
     """Finished runs whose files are written but whose rows are not yet in runs.parquet.
 
     Rewriting runs.parquet after every run costs O(runs²) and an fsync each: a 200-member stacked
-    sweep spent most of its time there. Rows are committed at most once a second (or every
-    ``max_rows``), and always at the end or on interrupt; a kill loses at most that much finished
-    work, which the rerun redoes. A run's checkpoint is removed only once its row is committed.
+    sweep spent most of its time there. Rows are committed at most ``every_s`` after they arrive
+    (a timer commits them even while the next, long run trains), every ``max_rows``, and at the
+    end or on interrupt: a kill loses at most ``every_s`` of finished work, which the rerun
+    redoes. A run's checkpoint is removed only once its row is committed.
     """
 
     def __init__(self, store: Any, every_s: float = 1.0, max_rows: int = 256) -> None:
         self.store, self.every_s, self.max_rows = store, every_s, max_rows
         self.rows: list[dict[str, Any]] = []
         self.specs: list[RunSpec] = []
-        self.last = time.monotonic()
+        self.lock = threading.Lock()
+        self.timer: threading.Timer | None = None
 
     def add(self, spec: RunSpec, row: dict[str, Any]) -> None:
-        self.rows.append(row)
-        self.specs.append(spec)
-        if len(self.rows) >= self.max_rows or time.monotonic() - self.last >= self.every_s:
-            self.flush()
+        with self.lock:
+            self.rows.append(row)
+            self.specs.append(spec)
+            if len(self.rows) >= self.max_rows:
+                self._flush()
+            elif self.timer is None:
+                self.timer = threading.Timer(self.every_s, self.flush)
+                self.timer.daemon = True
+                self.timer.start()
 
     def flush(self) -> None:
+        with self.lock:
+            self._flush()
+
+    def _flush(self) -> None:
         from sgdbench import checkpoint
 
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         self.store.commit_rows(self.rows)
         for spec in self.specs:
             if not spec.keep_checkpoints:
                 checkpoint.remove(spec)
-        self.rows, self.specs, self.last = [], [], time.monotonic()
+        self.rows, self.specs = [], []

@@ -9,7 +9,6 @@ steps and evals files; files without a row are leftovers of a killed process and
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -260,22 +259,27 @@ class ResultsStore:
         rows.update((row["run_id"], row) for row in new_rows)
         _write_table(self.runs_path, _rows_to_table(list(rows.values())))
 
-    def commit(self, spec: RunSpec, traj: Trajectory, git_sha: str | None) -> dict[str, Any]:
-        """Write one run's files and commit its row."""
-        row = self.write_run_files(spec, traj, git_sha)
-        self.commit_rows([row])
-        return row
+    def forget(self, run_ids: list[str]) -> None:
+        """Remove these runs' rows (``--force``): their files are orphans until recommitted."""
+        rows = self.rows()
+        gone = [rid for rid in run_ids if rid in rows]
+        if gone:
+            for rid in gone:
+                del rows[rid]
+            _write_table(self.runs_path, _rows_to_table(list(rows.values())))
 
     def clean_orphans(self) -> list[Path]:
         """Remove temporaries and step/eval files of runs that never committed."""
         known = set(self.rows())
         removed = []
-        for sub in (STEPS_DIR, EVALS_DIR, ""):
+        for sub in (STEPS_DIR, EVALS_DIR, "", LOGS_DIR, MODELS_DIR, "checkpoints"):
             folder = self.root / sub
             if not folder.is_dir():
                 continue
             for f in folder.iterdir():
-                orphan = f.suffix == ".parquet" and sub and f.stem not in known
+                orphan = (
+                    sub in (STEPS_DIR, EVALS_DIR) and f.suffix == ".parquet" and f.stem not in known
+                )
                 if is_temporary(f) or orphan:
                     f.unlink(missing_ok=True)
                     removed.append(f)
@@ -288,7 +292,3 @@ def read_runs(root: Path, columns: list[str] | None = None) -> pd.DataFrame:
     if not path.exists():
         return RUN_SCHEMA.empty_table().to_pandas()
     return pq.read_table(path, columns=columns).to_pandas()
-
-
-def iter_committed(root: Path) -> Iterator[str]:
-    yield from read_runs(root, ["run_id"])["run_id"]

@@ -504,3 +504,39 @@ def test_checkpointing_does_not_change_where_a_diverged_run_stops(tmp_path):
     assert a.status == b.status == "diverged"
     assert (a.steps, a.message) == (b.steps, b.message)
     assert loss_digest(a.losses) == loss_digest(b.losses)
+
+
+def test_finished_rows_are_committed_while_the_next_run_trains(tmp_path):
+    from sgdbench.runner import PendingRows
+    from sgdbench.store import ResultsStore
+
+    (tmp_path / "grid.toml").write_text(CRASH_GRID)
+    spec = load_grid(tmp_path / "grid.toml").runs[0]
+    store = ResultsStore(tmp_path / "out")
+    store.create()
+    pending = PendingRows(store, every_s=0.2)
+    pending.add(spec, store.write_run_files(spec, eager.run(spec), None))
+    time.sleep(0.6)  # no further run arrives: the timer commits on its own
+    assert pd.read_parquet(store.runs_path)["run_id"].tolist() == [spec.run_id]
+
+
+def test_force_uncommits_before_rewriting_so_a_crash_cannot_leave_a_lying_row(
+    tmp_path, crash_reference
+):
+    (tmp_path / "grid.toml").write_text(CRASH_GRID)
+    assert cli("run", "grid.toml", "--out", "out", "-q", cwd=tmp_path).exit_code == 0
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CRASH_AT_RENAME": "4"}
+    # renames: grid.toml, env.json, runs.parquet without the forced rows, then run 1's steps
+    crashed = subprocess.run(
+        [sys.executable, "-c", CRASHER, "run", "grid.toml", "--out", "out", "-q", "--force"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert crashed.returncode == 137, crashed.stderr
+    assert len(pd.read_parquet(tmp_path / "out" / "runs.parquet")) == 0
+    done = cli_subprocess("run", "grid.toml", "--out", "out", "-q", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    runs = pd.read_parquet(tmp_path / "out" / "runs.parquet")
+    assert runs.set_index("run_id")["loss_digest"].to_dict() == crash_reference
