@@ -8,10 +8,12 @@ semantics, and resolves each combination into a frozen, picklable ``RunSpec``. E
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
 import math
+import os
 import re
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
@@ -108,10 +110,14 @@ class RunSpec:
     )
 
     def identity(self) -> dict[str, Any]:
-        """The fields that define what the run computes."""
+        """The fields that define what the run computes. A data file counts by its content,
+        not its location: moving a project keeps its run ids, editing the data changes them."""
         d = asdict(self)
         for key in self._NOT_HASHED:
             d.pop(key)
+        path = d["problem_kwargs"].get("path")
+        if self.problem == "file" and isinstance(path, str):
+            d["problem_kwargs"] = {**d["problem_kwargs"], "path": data_identity(path)}
         return d
 
     @property
@@ -154,6 +160,24 @@ class RunSpec:
     def from_json(cls, text: str) -> RunSpec:
         d = json.loads(text)
         return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
+
+def data_identity(path: str) -> str:
+    """``sha256:<hex>`` of a data file's bytes (cached while its size and mtime stay put)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return path  # not here (a remote worker without the file): its name is all we know
+    return _file_sha256(path, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
 
 
 def _digest(d: dict[str, Any]) -> str:

@@ -250,3 +250,29 @@ def test_batch_size_is_checked_against_each_problem_size(write_grid):
         grid(write_grid, "[grid]\nlr = 0.1\nbatch_size = 20\nproblem.n_samples = [100, 10]\n")
     assert e.value.key == "grid.batch_size"
     assert "larger than the 10 training samples" in e.value.message
+
+
+def test_a_data_file_counts_by_content_not_location(tmp_path):
+    grid_text = """
+[problem]
+name = "file"
+path = "data.csv"
+target = "y"
+[train]
+steps = 3
+[grid]
+lr = 0.1
+batch_size = 2
+"""
+    ids = []
+    for folder, data in [
+        ("a", "x,y\n1,2\n3,4\n"),
+        ("b", "x,y\n1,2\n3,4\n"),
+        ("c", "x,y\n1,2\n3,5\n"),
+    ]:
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "data.csv").write_text(data)
+        (tmp_path / folder / "grid.toml").write_text(grid_text)
+        ids.append(load_grid(tmp_path / folder / "grid.toml").runs[0].run_id)
+    assert ids[0] == ids[1]  # the same data elsewhere: the same run
+    assert ids[0] != ids[2]  # other data: another run
