@@ -45,6 +45,7 @@ RUN_COLUMNS = [
     "target_loss",
     "verdict",
     "verdict_detail",
+    "update_cosine",
 ]
 TARGET_COLUMNS = ("steps_to_target", "samples_to_target", "time_to_target_s")
 # --by: any grid axis, or one of these runs.parquet columns.
@@ -119,9 +120,11 @@ def _pandas_dtype(schema: Any, column: str) -> str:
 
 
 def recompute_targets(results: Path, runs: pd.DataFrame, target_loss: float) -> pd.DataFrame:
-    """Steps, samples and seconds to ``target_loss`` for every run, from ``evals/``."""
+    """Steps, samples and seconds to ``target_loss`` for every run, from ``evals/``, and the
+    learning-rate verdict against that target."""
     import pyarrow.dataset as ds
 
+    from sgdbench.diagnose import verdict
     from sgdbench.metrics import target_metrics
     from sgdbench.spec import RunSpec
     from sgdbench.store import EVALS_DIR
@@ -141,21 +144,25 @@ def recompute_targets(results: Path, runs: pd.DataFrame, target_loss: float) -> 
     else:
         by_run = {}
     runs = runs.copy()
-    out: dict[str, list[Any]] = {c: [] for c in TARGET_COLUMNS}
-    for rid, spec_json in zip(runs["run_id"], runs["spec"], strict=True):
+    out: dict[str, list[Any]] = {c: [] for c in (*TARGET_COLUMNS, "verdict", "verdict_detail")}
+    for rid, spec_json, status, cosine in zip(
+        runs["run_id"], runs["spec"], runs["status"], runs["update_cosine"], strict=True
+    ):
         g = by_run.get(rid)
         if g is None or not spec_json:
             metrics: dict[str, Any] = dict.fromkeys(TARGET_COLUMNS)
+            diagnosis = verdict(status, [], [], target_loss, math.nan)
         else:
+            steps, losses = g["step"].tolist(), g["train_loss"].tolist()
             metrics = target_metrics(
-                RunSpec.from_json(spec_json),
-                g["step"].tolist(),
-                g["time_s"].tolist(),
-                g["train_loss"].tolist(),
-                target_loss,
+                RunSpec.from_json(spec_json), steps, g["time_s"].tolist(), losses, target_loss
             )
+            diagnosis = verdict(status, steps, losses, target_loss, cosine)
         for c in TARGET_COLUMNS:
             out[c].append(metrics[c])
+        out["verdict"].append(diagnosis.verdict)
+        out["verdict_detail"].append(diagnosis.detail)
+    runs["verdict"], runs["verdict_detail"] = out.pop("verdict"), out.pop("verdict_detail")
     for c in TARGET_COLUMNS:
         runs[c] = pd.to_numeric(pd.Series(out[c], index=runs.index, dtype="object"))
     runs["target_loss"] = float(target_loss)

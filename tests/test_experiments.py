@@ -64,6 +64,18 @@ def test_learning_rate_verdicts_say_crawl_converge_bounce_diverge(tmp_path):
     revisit = {d["configuration"]: d["message"] for d in doc["headline"]["diagnosed"]}
     assert revisit["lr=0.001"].startswith("too_slow: at the recent rate")
     assert revisit["lr=1"].startswith("oscillating: successive updates point back and forth")
+    # --target-loss recomputes convergence and the verdicts that depend on it
+    strict = cli(
+        "report",
+        tmp_path / "learning_rate_too_low_high",
+        "--format",
+        "json",
+        "--target-loss",
+        "1e-30",
+    )
+    rows = {row["lr"]: row for row in json.loads(strict.stdout)["configurations"]}
+    assert rows[0.1]["reached"] == 0 and rows[0.1]["verdict"] != "converged"
+    assert rows[0.5]["verdict"] == "converged"  # lr 0.5 lands exactly on the minimum
 
 
 def test_digits_linear_classifier_reaches_95_percent(tmp_path):
