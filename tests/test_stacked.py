@@ -398,3 +398,20 @@ batch_size = 4
 """)
     assert {r.engine for r in load_grid(path).runs} == {"stacked"}
     assert {r.engine for r in load_grid(path, engine="eager").runs} == {"eager"}
+
+
+def test_stacked_members_get_the_same_verdicts_as_eager_runs(tmp_path):
+    import pandas as pd
+
+    from tests.conftest import REPO, cli
+
+    grid = REPO / "experiments" / "learning_rate_too_low_high.toml"
+    verdicts = {}
+    for engine in ("eager", "stacked"):
+        result = cli("run", grid, "--engine", engine, "--out", tmp_path / engine, "-q")
+        assert result.exit_code == 0, result
+        runs = pd.read_parquet(tmp_path / engine / "runs.parquet")
+        assert set(runs["engine"]) == {engine}
+        verdicts[engine] = runs.set_index("lr")["verdict"].to_dict()
+    assert verdicts["stacked"] == verdicts["eager"]
+    assert verdicts["stacked"][1.0] == "oscillating"

@@ -30,12 +30,14 @@ from torch import Tensor
 
 from sgdbench import schedules, stacked_optim
 from sgdbench.engine.eager import (
+    LAST_UPDATES,
     WARMUP_STEPS,
     StopRequested,
     _device_name,
     _divergence,
     _run_context,
     resolve_device,
+    update_cosine,
     window_ends,
 )
 from sgdbench.engine.stacking import StackedBatches, StackedModel
@@ -151,6 +153,7 @@ def _train_group(
     active = list(range(n_members))  # spec index of each row of the stack
     first_loss = np.full(n_members, math.nan)
     window_times: list[tuple[int, int, float, float]] = []  # (start, end, clock before, share)
+    tail: dict[int, list[Tensor]] = {}  # member -> its parameters at the ends of the last steps
     step = 0
 
     def record_eval(rows: list[int], at: int) -> dict[str, np.ndarray]:
@@ -170,6 +173,7 @@ def _train_group(
         t.losses = losses[:at, m].copy()
         t.time_s = _member_times(window_times, at)
         t.train_time_s = clock
+        t.info["update_cosine"] = update_cosine(tail.get(m, []))
         if at >= warmup:
             t.warmup_steps, t.warmup_s = warmup, _member_times(window_times, warmup)[-1]
 
@@ -205,6 +209,10 @@ def _train_group(
             for r in np.flatnonzero(~changed):
                 done[int(r)] = ("stalled", STALL_MESSAGE)
         step = end
+        if step >= n_steps - LAST_UPDATES:
+            flat = model.flat.detach().double().cpu()
+            for r, m in enumerate(active):
+                tail.setdefault(m, []).append(flat[r])
         for r, m in enumerate(active):
             if r not in done:
                 status, message = _divergence(
