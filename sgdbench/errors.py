@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def describe(e: BaseException) -> str:
+    """``Type: first line of the message``: how a failed run's message is written."""
+    first_line = str(e).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {first_line}" if first_line else type(e).__name__
+
+
 class SgdbenchError(Exception):
     """Base class: the message is shown to the user as one line."""
 

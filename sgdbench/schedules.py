@@ -1,7 +1,8 @@
 """Learning-rate schedules as closed-form factors of the base learning rate.
 
-One function per schedule owns the math: the engine drives ``torch.optim.lr_scheduler.LambdaLR``
-with it, and the recorded per-step ``lr`` column is computed from the same function.
+One function per schedule owns the math: the engines write ``lr_per_step`` into the optimizer's
+param groups before each step (the stacked engine per window), and the recorded per-step ``lr``
+column is the same array. The reference-loop tests check it against ``LambdaLR``.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ def resolve(name: str, params: dict[str, Any], total_steps: int) -> dict[str, An
                 raise KeyedError(key, f"must be an integer >= 1, got {value!r}")
         elif not 0 <= value <= 1:
             raise KeyedError(key, f"must be in [0, 1], got {value!r}")
+        else:
+            value = float(value)  # gamma = 0 and 0.0 are one schedule (and one run id)
         out[key] = value
     return out
 

@@ -27,7 +27,6 @@ TOP_KEYS = ("name", "description", "problem", "train", "grid", "optimizers", "ex
 FIXED_AXES = ("optimizer", "lr", "batch_size", "device", "seed", "schedule")
 ENGINES = ("eager", "stacked")
 ENGINE_CHOICES = ("auto", *ENGINES)  # what load_grid accepts; "auto" resolves per run
-IMPLS = ("auto", "fused", "foreach", "forloop")
 
 # [train] keys: default and help (shown by the README and error messages).
 TRAIN_KEYS: dict[str, tuple[Any, str]] = {
@@ -299,6 +298,8 @@ def _check_train(ctx: _Ctx, train: dict[str, Any]) -> dict[str, Any]:
     if not _is_number(factor) or not factor > 1:
         raise ctx.fail("train.divergence_factor", f"must be a number > 1, got {factor!r}")
     out["divergence_factor"] = float(factor)
+    from sgdbench.optimizers import IMPLS
+
     if out["optimizer_impl"] not in IMPLS:
         raise ctx.fail(
             "train.optimizer_impl",

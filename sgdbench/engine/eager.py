@@ -51,6 +51,7 @@ from torch import Tensor
 from sgdbench import checkpoint, optimizers, schedules
 from sgdbench.engine import seeding
 from sgdbench.engine.trajectory import EVAL_COLUMNS, Trajectory
+from sgdbench.errors import describe
 from sgdbench.problems.base import Problem
 from sgdbench.problems.factory import build_for_run
 from sgdbench.spec import RunSpec
@@ -305,8 +306,7 @@ def run(spec: RunSpec, should_stop: Callable[[], bool] | None = None) -> Traject
         raise
     except Exception as e:  # isolate the failure to this run
         traj.status = "failed"
-        first_line = str(e).splitlines()[0] if str(e) else ""
-        traj.message = f"{type(e).__name__}: {first_line}" if first_line else type(e).__name__
+        traj.message = describe(e)
         if isinstance(e, torch.OutOfMemoryError):
             traj.message += " (out of memory: try a smaller batch_size)"
         traj.traceback = traceback.format_exc()

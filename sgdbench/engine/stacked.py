@@ -42,6 +42,7 @@ from sgdbench.engine.eager import (
 )
 from sgdbench.engine.stacking import StackedBatches, StackedModel
 from sgdbench.engine.trajectory import EVAL_COLUMNS, Trajectory
+from sgdbench.errors import describe
 from sgdbench.problems.factory import build_for_run
 from sgdbench.spec import RunSpec
 
@@ -76,8 +77,7 @@ def run_group(
     except StopRequested:
         raise
     except Exception as e:  # isolate the failure to this group
-        first_line = str(e).splitlines()[0] if str(e) else ""
-        message = f"{type(e).__name__}: {first_line}" if first_line else type(e).__name__
+        message = describe(e)
         if isinstance(e, torch.OutOfMemoryError):
             message += " (out of memory: try a smaller group or batch_size)"
         for t in trajs:

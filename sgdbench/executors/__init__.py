@@ -119,9 +119,3 @@ def failed_unit(unit: Unit, message: str, traceback: str | None = None) -> list[
         )
         for spec in unit
     ]
-
-
-def describe(e: BaseException) -> str:
-    """``Type: first line of the message``, as run messages are written."""
-    first_line = str(e).splitlines()[0] if str(e) else ""
-    return f"{type(e).__name__}: {first_line}" if first_line else type(e).__name__

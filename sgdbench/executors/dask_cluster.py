@@ -24,13 +24,12 @@ from typing import Any
 
 from sgdbench.engine import Unit, execute_unit
 from sgdbench.engine.trajectory import Trajectory
-from sgdbench.errors import UsageError
+from sgdbench.errors import UsageError, describe
 from sgdbench.executors import (
     Activity,
     ExecutorOptions,
     Results,
     available_cores,
-    describe,
     failed_unit,
     split_threads,
     unit_key,

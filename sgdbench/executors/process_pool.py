@@ -25,12 +25,12 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from sgdbench.engine import Unit, execute_unit
+from sgdbench.errors import describe
 from sgdbench.executors import (
     Activity,
     ExecutorOptions,
     Results,
     available_cores,
-    describe,
     failed_unit,
     split_threads,
 )
