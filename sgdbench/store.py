@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -284,11 +283,3 @@ class ResultsStore:
                     f.unlink(missing_ok=True)
                     removed.append(f)
         return removed
-
-
-def read_runs(root: Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """runs.parquet as a DataFrame (empty, with the schema's columns, when there is none)."""
-    path = Path(root) / RUNS_FILE
-    if not path.exists():
-        return RUN_SCHEMA.empty_table().to_pandas()
-    return pq.read_table(path, columns=columns).to_pandas()

@@ -88,7 +88,6 @@ def run_group(
     wall = time.perf_counter() - wall_start
     for t in trajs:
         t.wall_time_s = wall / len(trajs)
-        t.info["group_wall_time_s"] = wall
     return trajs
 
 

@@ -186,13 +186,3 @@ def digits(
     X, y, X_val, y_val = split(X, y, val_fraction, seed)
     net = mlp(X.shape[1], (hidden or [64]) if model == "mlp" else [], n_classes)
     return Problem(net, cross_entropy_loss, X, y, X_val, y_val, task="classification")
-
-
-def flat_size(problem: Problem) -> int:
-    return sum(p.numel() for p in problem.trainable_parameters())
-
-
-def describe(problem: Problem) -> str:
-    n = flat_size(problem)
-    data = "no data" if problem.X is None else f"{problem.n_samples} samples"
-    return f"{problem.task}, {n} parameters, {data}"
