@@ -59,8 +59,8 @@ class GateCase:
 # batch 100). Today engine ÷ (b) is about 0.97 and engine ÷ (a) about 1.3 and 2.0; a 1.5× slower
 # engine gives about 0.65, 0.9 and 1.35: the thresholds sit between.
 GATE_CASES = [
-    GateCase("linear1", 1, 1000, 1, {"hand_written": 0.85, "tutorial": 1.1}),
-    GateCase("mlp4k", 100, 20_000, 2, {"hand_written": 0.85, "tutorial": 1.6}),
+    GateCase("linear1", 1, 500, 1, {"hand_written": 0.85, "tutorial": 1.1}),
+    GateCase("mlp4k", 100, 20_000, 1, {"hand_written": 0.85, "tutorial": 1.6}),
 ]
 CONFIDENCE = 0.95
 
