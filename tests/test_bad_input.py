@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli
+from tests.conftest import cli, cli_subprocess
 
 LINEAR = """
 name = "bad"
@@ -312,3 +312,20 @@ def test_dry_run_of_a_bad_grid_is_the_same_error(tmp_path):
     result = cli("run", "grid.toml", "--dry-run", cwd=tmp_path)
     assert result.exit_code == 2
     assert "grid.batch_size: must be >= 1" in result.stderr
+
+
+def test_file_problem_prints_no_torch_warning(tmp_path):
+    """A float32 Parquet column and a one-feature CSV both came back from pandas as read-only
+    views, and torch warned "NumPy array is not writable" on stderr. Torch warns once per
+    process, so this runs in a fresh interpreter."""
+    import numpy as np
+    import pandas as pd
+
+    column = np.arange(6, dtype=np.float32)
+    pd.DataFrame({"a": column, "y": column}).to_parquet(tmp_path / "data.parquet")
+    (tmp_path / "one.csv").write_text("a,y\n1.5,3.5\n4,6\n7,9\n1,1\n")
+    for data in ("data.parquet", "one.csv"):
+        (tmp_path / "grid.toml").write_text(edit(FILE, "data.csv", data))
+        result = cli_subprocess("run", "grid.toml", "-q", "--out", f"out-{data}", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "Warning" not in result.stderr, result.stderr
