@@ -509,3 +509,11 @@ def test_file_problem_prints_no_torch_warning(tmp_path):
         result = cli_subprocess("run", "grid.toml", "-q", "--out", f"out-{data}", cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         assert "Warning" not in result.stderr, result.stderr
+
+
+def test_grid_with_a_byte_order_mark_is_read(tmp_path):
+    """Windows editors start UTF-8 files with a byte-order mark; TOML itself rejects it."""
+    (tmp_path / "grid.toml").write_bytes(b"\xef\xbb\xbf" + LINEAR.encode())
+    result = cli("run", "grid.toml", "--dry-run", cwd=tmp_path)
+    assert result.exit_code == 0, result
+    assert not (tmp_path / "results").exists()
