@@ -269,10 +269,9 @@ def _too_deep(value: Any, key: str, depth: int = 0) -> str | None:
     else:
         return None
     for k, v in items:
-        # Name only the outer two levels: the full path of a deep value is hundreds of keys long.
-        sub = (
-            key if depth >= 2 else (f"{key}{k}" if k.startswith("[") else f"{key}.{k}".lstrip("."))
-        )
+        sub = key  # name only the outer two levels: a deep value's path is hundreds of keys long
+        if depth < 2:
+            sub = f"{key}{k}" if k.startswith("[") else (f"{key}.{k}" if key else k)
         found = _too_deep(v, sub, depth + 1)
         if found is not None:
             return found
