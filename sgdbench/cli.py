@@ -138,7 +138,7 @@ def run(
     On a Dask cluster: sgdbench run grid.toml --executor dask --scheduler tcp://HOST:8786
     """
     try:
-        from sgdbench.spec import load_grid
+        from sgdbench.plan import load_grid
 
         chosen, options = _executor_options(executor, jobs, scheduler, threads_per_job)
         loaded = load_grid(grid, engine=engine.value if engine else None)

@@ -8,7 +8,7 @@ import pandas as pd
 import torch
 
 from sgdbench.engine import eager
-from sgdbench.spec import load_grid
+from sgdbench.plan import load_grid
 from tests.conftest import cli
 
 GRID = """

@@ -12,7 +12,7 @@ import pytest
 
 from sgdbench.engine import eager
 from sgdbench.metrics import loss_digest
-from sgdbench.spec import load_grid
+from sgdbench.plan import load_grid
 from tests.conftest import REPO, cli
 
 EXPERIMENTS = REPO / "experiments"

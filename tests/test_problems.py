@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from sgdbench.errors import GridError
+from sgdbench.plan import load_grid
 from sgdbench.problems import builtin
 from sgdbench.problems.factory import apply_init
 from sgdbench.problems.files import from_table
-from sgdbench.spec import load_grid
 from tests.conftest import cli
 
 

@@ -18,7 +18,7 @@ import torch
 from sgdbench import checkpoint
 from sgdbench.engine import eager
 from sgdbench.metrics import loss_digest
-from sgdbench.spec import load_grid
+from sgdbench.plan import load_grid
 from tests.conftest import REPO, cli, cli_subprocess
 
 pytestmark = pytest.mark.slow

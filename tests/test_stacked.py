@@ -16,7 +16,8 @@ import torch
 from sgdbench import stacked_optim
 from sgdbench.engine import eager, execute_unit, plan
 from sgdbench.metrics import loss_digest
-from sgdbench.spec import RunSpec, load_grid
+from sgdbench.plan import load_grid
+from sgdbench.spec import RunSpec
 from tests.conftest import cli
 
 # ---------------------------------------------------------------------------------------------
@@ -339,7 +340,7 @@ def test_cli_stacked_writes_ordinary_rows_that_report_reads(write_grid, tmp_path
 
 
 def test_checkpointing_and_early_stopping_runs_fall_back_to_eager(write_grid):
-    from sgdbench.spec import load_grid
+    from sgdbench.plan import load_grid
 
     base = """
 [problem]
@@ -383,7 +384,7 @@ batch_size = 4
 
 
 def test_the_grid_can_choose_its_engine_and_the_command_line_overrides_it(write_grid):
-    from sgdbench.spec import load_grid
+    from sgdbench.plan import load_grid
 
     path = write_grid("""
 [problem]

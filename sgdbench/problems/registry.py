@@ -14,12 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from sgdbench.errors import KeyedError, did_you_mean
+from sgdbench.limits import FLOAT32_MAX, MAX_SEED
 
 _NO_DEFAULT = object()
-# Every float becomes a float32 tensor or scalar somewhere; a larger value passes validation and
-# fails (or turns to inf) later, so it is refused at load.
-FLOAT32_MAX = 3.4028234663852886e38
-MAX_SEED = 2**32 - 1  # data seeds; also keeps them inside the int64 columns of the results
 
 
 @dataclass(frozen=True)
