@@ -78,6 +78,7 @@ class CompareFormat(StrEnum):
 class ListWhat(StrEnum):
     problems = "problems"
     optimizers = "optimizers"
+    keys = "keys"
 
 
 def _fail(e: BaseException, verbose: bool) -> typer.Exit:
@@ -350,8 +351,15 @@ def compare(
 
 
 @app.command("list")
-def list_(what: Annotated[ListWhat, typer.Argument(help="problems | optimizers")]) -> None:
-    """List built-in problems or available optimizers with their parameters."""
+def list_(what: Annotated[ListWhat, typer.Argument(help="problems | optimizers | keys")]) -> None:
+    """List built-in problems or available optimizers with their parameters, or the keys of a
+    grid file."""
+    if what is ListWhat.keys:
+        from sgdbench.schema import key_rows
+
+        for key, default, meaning in key_rows():
+            print(f"{key} [{default.strip('`')}]: {meaning}")
+        return
     if what is ListWhat.problems:
         from sgdbench.problems.registry import PROBLEMS
 
@@ -376,6 +384,20 @@ def list_(what: Annotated[ListWhat, typer.Argument(help="problems | optimizers")
     for name, preset in optimizers.BUILTIN_PRESETS.items():
         body = ", ".join(f"{k}={v!r}" for k, v in preset.items() if k != "type")
         print(f"preset {name}: {preset['type']}({body})")
+
+
+@app.command("schema")
+def schema_() -> None:
+    """Print the JSON Schema of a grid file, for editor completion and checks.
+
+    Example: sgdbench schema > grid.schema.json, then start a grid with
+    #:schema ./grid.schema.json (Taplo / Even Better TOML).
+    """
+    import json
+
+    from sgdbench.schema import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
 
 
 def main() -> None:

@@ -133,7 +133,8 @@ class EarlyStopping(BaseModel):
 
 
 class LogSpace(BaseModel):
-    """``num`` values evenly spaced in log scale from a to b, both included."""
+    """A range: ``{logspace = [a, b], num = n}``, n values evenly spaced in log scale from a to
+    b, both included; ``digits = d`` rounds each to d significant digits."""
 
     model_config = _STRICT
     logspace: Annotated[list[Positive], Field(min_length=2, max_length=2)]
@@ -150,7 +151,8 @@ class LogSpace(BaseModel):
 
 
 class LinSpace(BaseModel):
-    """``num`` values evenly spaced from a to b, both included."""
+    """A range: ``{linspace = [a, b], num = n}``, n values evenly spaced from a to b, both
+    included; ``digits = d`` rounds each to d significant digits."""
 
     model_config = _STRICT
     linspace: Annotated[list[Float32], Field(min_length=2, max_length=2)]
@@ -164,7 +166,8 @@ class LinSpace(BaseModel):
 
 
 class IntRange(BaseModel):
-    """Integers from a to b, both included, ``step`` apart (b is kept only if it lies on a step)."""
+    """A range: ``{range = [a, b], step = s}``, the integers a, a + s, ... up to b included
+    (step 1 by default)."""
 
     model_config = _STRICT
     range: Annotated[list[int], Field(min_length=2, max_length=2)]
@@ -268,8 +271,9 @@ def Axis(tp: Any, description: str) -> Any:
     return Annotated[
         Located,
         PlainValidator(
-            lambda raw: axis_values(raw, check), json_schema_input_type=tp | list[tp] | Range
-        ),  # type: ignore[valid-type]
+            lambda raw: None if raw is None else axis_values(raw, check),
+            json_schema_input_type=tp | list[tp] | Range,  # type: ignore[valid-type]
+        ),
         Field(description=description),
     ]
 
@@ -360,12 +364,14 @@ class GridAxes(BaseModel):
     """``[grid]``: every list is an axis, a scalar a fixed value; plus any optimizer keyword."""
 
     # lr is required, but checked after the keys: a misspelled "lrr" says so, not "lr: required".
-    model_config = ConfigDict(extra="allow", strict=True, json_schema_extra={"required": ["lr"]})
-    optimizer: Axis(str, "torch.optim class (any case) or preset name") = [("sgd", "")]
+    model_config = ConfigDict(
+        extra="allow", strict=True, validate_default=True, json_schema_extra={"required": ["lr"]}
+    )
+    optimizer: Axis(str, "torch.optim class (any case) or preset name") = "sgd"
     lr: Axis(Positive, "the learning rate(s), e.g. lr = [0.01, 0.1]") = None
     batch_size: Axis(BatchSize, 'an integer or "full"') = None
-    device: Axis(Device, "cpu, cuda, cuda:N or auto (cuda if present)") = [("cpu", "")]
-    seed: Axis(Seed, "run seed(s)") = [(0, "")]
+    device: Axis(Device, "cpu, cuda, cuda:N or auto (cuda if present)") = "cpu"
+    seed: Axis(Seed, "run seed(s)") = 0
     schedule: Axis(Schedule, "lr schedule per run (default: [train] schedule)") = None
     problem: dict[str, Any] = Field(
         default_factory=dict, description="problem.KEY = [...]: a problem parameter as an axis"
@@ -562,9 +568,11 @@ def _default(field: Any) -> str:
     value = field.get_default(call_default_factory=True)
     if value is None:
         return "–"
-    if isinstance(value, list) and value and isinstance(value[0], tuple):
-        value = value[0][0]  # an axis default: one located value
-    return f"`{str(value).lower() if isinstance(value, bool) else value!r}`".replace("'", '"')
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, float):
+        return f"`{value:g}`"
+    return f"`{value!r}`".replace("'", '"')
 
 
 def key_rows() -> list[tuple[str, str, str]]:
@@ -576,6 +584,9 @@ def key_rows() -> list[tuple[str, str, str]]:
                 continue
             rows.append((f"{section}{name}", _default(field), field.description or ""))
     rows.append(("grid.KEYWORD", "–", "any keyword of the optimizer class, e.g. weight_decay"))
+    for kind, model in RANGES.items():
+        doc = " ".join((model.__doc__ or "").split()).removeprefix("A range: ")
+        rows.append((f"grid.KEY = {{{kind} = ...}}", "–", doc.replace("``", "`")))
     return rows
 
 

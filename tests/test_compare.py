@@ -12,7 +12,7 @@ import pytest
 
 from sgdbench import compare
 from sgdbench.errors import UsageError
-from tests.conftest import cli
+from tests.helpers import cli
 from tests.report_results import results
 
 

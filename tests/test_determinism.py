@@ -9,7 +9,7 @@ import torch
 
 from sgdbench.engine import eager
 from sgdbench.plan import load_grid
-from tests.conftest import cli
+from tests.helpers import cli
 
 GRID = """
 name = "det"

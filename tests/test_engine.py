@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import cli
+from tests.helpers import cli
 
 
 def run_grid(tmp_path, text: str, *args: str):

@@ -14,7 +14,7 @@ import pytest
 from sgdbench.engine.seeding import INIT, derive_seed
 from sgdbench.executors import split_threads, unit_key
 from sgdbench.executors.process_pool import gpu_per_worker
-from tests.conftest import REPO, cli
+from tests.helpers import REPO, cli
 
 GRID = """
 name = "par"

@@ -13,7 +13,7 @@ import pytest
 from sgdbench.engine import eager
 from sgdbench.metrics import loss_digest
 from sgdbench.plan import load_grid
-from tests.conftest import REPO, cli
+from tests.helpers import REPO, cli
 
 EXPERIMENTS = REPO / "experiments"
 

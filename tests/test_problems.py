@@ -14,7 +14,7 @@ from sgdbench.plan import load_grid
 from sgdbench.problems import builtin
 from sgdbench.problems.factory import apply_init
 from sgdbench.problems.files import from_table
-from tests.conftest import cli
+from tests.helpers import cli
 
 
 def test_noisy_quadratic_spectrum_follows_deepobs():

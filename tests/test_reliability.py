@@ -19,7 +19,7 @@ from sgdbench import checkpoint
 from sgdbench.engine import eager
 from sgdbench.metrics import loss_digest
 from sgdbench.plan import load_grid
-from tests.conftest import REPO, cli, cli_subprocess
+from tests.helpers import REPO, cli, cli_subprocess
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ from sgdbench.engine import eager, execute_unit, plan
 from sgdbench.metrics import loss_digest
 from sgdbench.plan import load_grid
 from sgdbench.spec import RunSpec
-from tests.conftest import cli
+from tests.helpers import cli
 
 # ---------------------------------------------------------------------------------------------
 # the optimizers against torch.optim, member by member, on tensors (no engine)
@@ -363,7 +363,7 @@ batch_size = 8
 
 
 def test_dry_run_shows_the_engine_each_run_gets(tmp_path, write_grid):
-    from tests.conftest import cli
+    from tests.helpers import cli
 
     write_grid("""
 [problem]
@@ -404,7 +404,7 @@ batch_size = 4
 def test_stacked_members_get_the_same_verdicts_as_eager_runs(tmp_path):
     import pandas as pd
 
-    from tests.conftest import REPO, cli
+    from tests.helpers import REPO, cli
 
     grid = REPO / "experiments" / "learning_rate_too_low_high.toml"
     verdicts = {}
