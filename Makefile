@@ -10,7 +10,7 @@ GRID   ?= experiments/quickstart.toml
 help:
 	@echo "make run            set up, run $(GRID), print its report"
 	@echo "make test           run the test suite"
-	@echo "make lint           ruff"
+	@echo "make lint           ruff (with complexity C901), ruff format, mypy on sgdbench/"
 	@echo "make bench          pytest-benchmark suite (saved under .benchmarks/)"
 	@echo "make bench-compare  compare against the saved baseline, fail on a >25% regression (min)"
 	@echo "make bench-gate     CI gate: engine vs plain loops in one session, exit 1 if it falls behind"
@@ -47,6 +47,7 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # Benchmarks: results are JSON under .benchmarks/<machine>/ (git-ignored: machine-specific).
 # The timer is this process's CPU time: the benchmarks use one intra-op thread, and on a shared

@@ -21,7 +21,7 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Write ``path`` via ``write(tmp)``; the file appears whole or not at all."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

@@ -4,6 +4,7 @@ and its schema. Every error is a ``GridError`` naming the file and the dotted ke
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ def _too_deep(value: Any, key: str, depth: int = 0) -> str | None:
     """The key under which ``value`` nests tables or arrays more than ``MAX_DEPTH`` deep."""
     if depth > MAX_DEPTH:
         return key
+    items: Iterable[tuple[str, Any]]
     if isinstance(value, dict):
         items = value.items()
     elif isinstance(value, list):

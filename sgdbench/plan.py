@@ -88,7 +88,7 @@ def load_grid(path: str | Path, *, engine: str | None = None) -> Grid:
             runs.setdefault(spec.run_id, spec)  # an include may repeat a combination: run it once
     except SchemaError as e:
         raise GridError(file, e.key, e.message) from None
-    specs, notes = list(runs.values()), []
+    specs, notes = list(runs.values()), list[str]()
     if (engine or model.train.engine) != "eager":
         specs, notes = _choose_engines(specs, engine or model.train.engine, file)
     specs = [replace(s, group_id=group_id(s)) for s in specs]
@@ -341,7 +341,7 @@ def _choose_engines(
         for spec in specs:
             if reasons[spec.run_id] is None:
                 sizes[group_id(spec)] = sizes.get(group_id(spec), 0) + 1
-    out, counts = [], {}
+    out, counts = list[RunSpec](), dict[str, int]()
     for spec in specs:
         why = reasons[spec.run_id]
         if why is None and engine == "auto" and sizes[group_id(spec)] < 2:

@@ -272,7 +272,7 @@ def Axis(tp: Any, description: str) -> Any:
         Located,
         PlainValidator(
             lambda raw: None if raw is None else axis_values(raw, check),
-            json_schema_input_type=tp | list[tp] | Range,  # type: ignore[valid-type]
+            json_schema_input_type=tp | list[tp] | Range,
         ),
         Field(description=description),
     ]
@@ -360,6 +360,15 @@ class ProblemTable(BaseModel):
     )
 
 
+# Types built by a call: pydantic reads them, mypy cannot (hence the ignores below).
+OptimizerAxis = Axis(str, "torch.optim class (any case) or preset name")
+LrAxis = Axis(Positive, "the learning rate(s), e.g. lr = [0.01, 0.1]")
+BatchSizeAxis = Axis(BatchSize, 'an integer or "full"')
+DeviceAxis = Axis(Device, "cpu, cuda, cuda:N or auto (cuda if present)")
+SeedAxis = Axis(Seed, "run seed(s)")
+ScheduleAxis = Axis(Schedule, "lr schedule per run (default: [train] schedule)")
+
+
 class GridAxes(BaseModel):
     """``[grid]``: every list is an axis, a scalar a fixed value; plus any optimizer keyword."""
 
@@ -367,12 +376,12 @@ class GridAxes(BaseModel):
     model_config = ConfigDict(
         extra="allow", strict=True, validate_default=True, json_schema_extra={"required": ["lr"]}
     )
-    optimizer: Axis(str, "torch.optim class (any case) or preset name") = "sgd"
-    lr: Axis(Positive, "the learning rate(s), e.g. lr = [0.01, 0.1]") = None
-    batch_size: Axis(BatchSize, 'an integer or "full"') = None
-    device: Axis(Device, "cpu, cuda, cuda:N or auto (cuda if present)") = "cpu"
-    seed: Axis(Seed, "run seed(s)") = 0
-    schedule: Axis(Schedule, "lr schedule per run (default: [train] schedule)") = None
+    optimizer: OptimizerAxis = "sgd"  # type: ignore[valid-type]
+    lr: LrAxis = None  # type: ignore[valid-type]
+    batch_size: BatchSizeAxis = None  # type: ignore[valid-type]
+    device: DeviceAxis = "cpu"  # type: ignore[valid-type]
+    seed: SeedAxis = 0  # type: ignore[valid-type]
+    schedule: ScheduleAxis = None  # type: ignore[valid-type]
     problem: dict[str, Any] = Field(
         default_factory=dict, description="problem.KEY = [...]: a problem parameter as an axis"
     )
@@ -578,14 +587,19 @@ def _default(field: Any) -> str:
 def key_rows() -> list[tuple[str, str, str]]:
     """(key, default, meaning) for every key the schema declares, in file order."""
     rows = []
-    for section, model in (("", GridFile), ("train.", Train), ("grid.", GridAxes)):
+    sections: list[tuple[str, type[BaseModel]]] = [
+        ("", GridFile),
+        ("train.", Train),
+        ("grid.", GridAxes),
+    ]
+    for section, model in sections:
         for name, field in model.model_fields.items():
             if model is GridFile and name in ("train", "grid"):
                 continue
             rows.append((f"{section}{name}", _default(field), field.description or ""))
     rows.append(("grid.KEYWORD", "–", "any keyword of the optimizer class, e.g. weight_decay"))
-    for kind, model in RANGES.items():
-        doc = " ".join((model.__doc__ or "").split()).removeprefix("A range: ")
+    for kind, range_model in RANGES.items():
+        doc = " ".join((range_model.__doc__ or "").split()).removeprefix("A range: ")
         rows.append((f"grid.KEY = {{{kind} = ...}}", "–", doc.replace("``", "`")))
     return rows
 
