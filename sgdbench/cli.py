@@ -91,7 +91,7 @@ def _fail(e: BaseException, verbose: bool) -> typer.Exit:
 def run(
     grid: Annotated[Path, typer.Argument(help="grid file (TOML)")],
     out: Annotated[
-        Path | None, typer.Option("--out", help="results folder [results/<name>]")
+        str | None, typer.Option("--out", help="results folder [results/<name>]")
     ] = None,
     jobs: Annotated[
         int | None,
@@ -121,6 +121,14 @@ def run(
         bool, typer.Option("--dry-run", help="print the expanded runs only")
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="rerun runs already complete")] = False,
+    allow_new_problem: Annotated[
+        bool,
+        typer.Option(
+            "--allow-new-problem",
+            help="write into a results folder that holds another problem's runs (reports show "
+            "the newest grid's runs; --all shows both)",
+        ),
+    ] = False,
     fail_fast: Annotated[
         bool, typer.Option("--fail-fast", help="stop at the first failed run")
     ] = False,
@@ -149,7 +157,9 @@ def run(
             raise typer.Exit(EXIT_OK)
         from sgdbench.runner import run_grid
 
-        out_dir = out if out is not None else Path("results") / loaded.name
+        if out is not None and not out.strip():
+            raise UsageError("--out: empty folder name (it would write into the current folder)")
+        out_dir = Path(out) if out is not None else Path("results") / loaded.name
         outcome = run_grid(
             loaded,
             out_dir,
@@ -159,6 +169,7 @@ def run(
             fail_fast=fail_fast,
             max_consecutive_failures=max_consecutive_failures,
             progress=not quiet,
+            allow_new_problem=allow_new_problem,
         )
     except KeyboardInterrupt:
         print("sgdbench: interrupted; finished runs are kept", file=sys.stderr)
