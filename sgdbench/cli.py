@@ -259,6 +259,10 @@ def report(
     target_loss: Annotated[
         float | None, typer.Option(help="recompute time to target for this loss, from the evals")
     ] = None,
+    all_versions: Annotated[
+        bool,
+        typer.Option("--all", help="runs of every grid version, not only the current grid's"),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Summarize a results folder: one row per configuration, median and IQR over seeds.
@@ -277,6 +281,7 @@ def report(
             sort=sort,
             target_loss=target_loss,
             color=color,
+            all_versions=all_versions,
         )
     except SgdbenchError as e:
         raise _fail(e, verbose) from None
@@ -306,6 +311,10 @@ def plot(
     best: Annotated[
         bool, typer.Option("--best", help="only the best lr per optimizer x batch size x device")
     ] = False,
+    all_versions: Annotated[
+        bool,
+        typer.Option("--all", help="runs of every grid version, not only the current grid's"),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Draw loss curves, learning-rate sensitivity or speed to target (no display needed).
@@ -323,6 +332,7 @@ def plot(
             metric=metric.value,
             smooth=smooth,
             best=best,
+            all_versions=all_versions,
         )
     except SgdbenchError as e:
         raise _fail(e, verbose) from None
@@ -339,6 +349,10 @@ def compare(
     fmt: Annotated[
         CompareFormat, typer.Option("--format", help="table | markdown | json")
     ] = CompareFormat.table,
+    all_versions: Annotated[
+        bool,
+        typer.Option("--all", help="runs of every grid version, not only the current grid's"),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Compare two results folders configuration by configuration; exit 1 on a regression.
@@ -352,7 +366,7 @@ def compare(
             fmt is CompareFormat.table and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
         )
         text, regressed = compare_mod.render(
-            base, new, threshold=threshold, fmt=fmt.value, color=color
+            base, new, threshold=threshold, fmt=fmt.value, color=color, all_versions=all_versions
         )
     except SgdbenchError as e:
         raise _fail(e, verbose) from None

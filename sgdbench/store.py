@@ -155,8 +155,16 @@ def read_schema_names(path: Path) -> list[str]:
 
 def read_files(paths: list[Path], columns: list[str]) -> pa.Table:
     """Several per-run files (steps or evals) as one table; a corrupt one is named."""
-    tables = [read_table(p, columns) for p in paths]
-    return pa.concat_tables(tables) if tables else pa.table({c: [] for c in columns})
+    import pyarrow.dataset as ds
+
+    if not paths:
+        return pa.table({c: pa.array([], pa.null()) for c in columns})
+    try:
+        return ds.dataset([str(p) for p in paths], format="parquet").to_table(columns=columns)
+    except (pa.ArrowException, OSError):
+        for p in paths:  # find the file to name
+            read_table(p, columns)
+        raise
 
 
 def grid_id(grid_text: str) -> str:
@@ -169,9 +177,16 @@ def problem_identity(spec: RunSpec) -> dict[str, Any]:
     return {"name": spec.problem, "kwargs": spec.identity()["problem_kwargs"]}
 
 
-def describe_problem(problem: dict[str, Any]) -> str:
-    kwargs = ", ".join(f"{k}={v!r}" for k, v in sorted(problem["kwargs"].items()))
-    return f"{problem['name']}({kwargs})"
+def describe_problems(have: dict[str, Any], want: dict[str, Any]) -> tuple[str, str]:
+    """Two problems, each as its name and the parameters where they differ."""
+    keys = sorted(set(have["kwargs"]) | set(want["kwargs"]))
+    differ = [k for k in keys if have["kwargs"].get(k) != want["kwargs"].get(k)]
+
+    def one(p: dict[str, Any]) -> str:
+        shown = ", ".join(f"{k}={p['kwargs'].get(k)!r}" for k in differ)
+        return f"{p['name']}({shown})" if shown else p["name"]
+
+    return one(have), one(want)
 
 
 def read_manifest(root: Path) -> dict[str, Any] | None:
@@ -363,10 +378,11 @@ class ResultsStore:
             want, sort_keys=True, default=str
         )
         if have is not None and not same:
+            theirs, ours = describe_problems(have, want)
             raise UsageError(
-                f"{self.root}: holds runs of problem {describe_problem(have)}, this grid runs "
-                f"{describe_problem(want)}; use another --out, or --allow-new-problem to keep "
-                "both here (reports show the newest grid's runs)"
+                f"{self.root}: holds runs of problem {theirs}, this grid runs {ours}; use "
+                "another --out, or --allow-new-problem to keep both here (reports show the "
+                "newest grid's runs)"
             )
 
     def adopt(self, grid_text: str, specs: list[RunSpec]) -> str:
