@@ -333,7 +333,12 @@ class ResultsStore:
             raise UsageError(f"{self.root}: results folder is a file, not a folder")
         if not self.root.is_dir() or self.manifest() is not None or self.runs_path.exists():
             return
-        foreign = sorted(p.name for p in self.root.iterdir() if p.name != ".lock")
+        # A run killed before its marker was written leaves only the lock and temporaries.
+        foreign = sorted(
+            p.name
+            for p in self.root.iterdir()
+            if p.name != ".lock" and temporary_target(p) not in ROOT_FILES
+        )
         if foreign:
             raise UsageError(
                 f"{self.root}: not an sgdbench results folder (it holds {foreign[0]!r} and no "
@@ -399,13 +404,14 @@ class ResultsStore:
             "current_grid": gid,
             "issued": sorted(issued),
         }
+        # The marker first: from then on the folder is recognisably sgdbench's.
+        atomic_write_text(
+            self.root / MARKER, json.dumps(self._manifest, indent=1, default=str) + "\n"
+        )
         (self.root / GRIDS_DIR).mkdir(exist_ok=True)
         version = self.root / GRIDS_DIR / f"{gid}.toml"
         if not version.exists():
             atomic_write_text(version, grid_text)
-        atomic_write_text(
-            self.root / MARKER, json.dumps(self._manifest, indent=1, default=str) + "\n"
-        )
         rows = self.rows()
         retag = [rid for rid in (s.run_id for s in specs) if rid in rows]
         if any(rows[rid].get("grid_id") != gid for rid in retag):
