@@ -493,19 +493,20 @@ class ResultsStore:
         rows.update((row["run_id"], row) for row in new_rows)
         _write_table(self.runs_path, _rows_to_table(list(rows.values())))
         if replacing:
-            self._finish_replacing([row["run_id"] for row in replacing])
+            self._finish_replacing([row["run_id"] for row in replacing], drop_stale=True)
             (self.root / JOURNAL).unlink()
             self._replacing -= {row["run_id"] for row in replacing}
 
-    def _finish_replacing(self, run_ids: list[str]) -> None:
-        """Move the staged files of committed replacements over the old ones; an old log or
-        model the new run did not write goes (it described the old run)."""
+    def _finish_replacing(self, run_ids: list[str], drop_stale: bool = False) -> None:
+        """Move the staged files of committed replacements over the old ones. With
+        ``drop_stale``, an old log or model the new run did not write goes (it described the old
+        run); recovery after a kill cannot tell that from a file already moved, and keeps it."""
         for rid in run_ids:
             for path in self._run_paths(rid):
                 staged = _staged(path)
                 if staged.exists():
                     os.replace(staged, path)
-                else:
+                elif drop_stale:
                     path.unlink(missing_ok=True)
 
     def recover(self) -> None:
