@@ -91,7 +91,7 @@ def _fail(e: BaseException, verbose: bool) -> typer.Exit:
 def run(
     grid: Annotated[Path, typer.Argument(help="grid file (TOML)")],
     out: Annotated[
-        Path | None, typer.Option("--out", help="results folder [results/<name>]")
+        str | None, typer.Option("--out", help="results folder [results/<name>]")
     ] = None,
     jobs: Annotated[
         int | None,
@@ -121,6 +121,14 @@ def run(
         bool, typer.Option("--dry-run", help="print the expanded runs only")
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="rerun runs already complete")] = False,
+    allow_new_problem: Annotated[
+        bool,
+        typer.Option(
+            "--allow-new-problem",
+            help="write into a results folder that holds another problem's runs (reports show "
+            "the newest grid's runs; --all shows both)",
+        ),
+    ] = False,
     fail_fast: Annotated[
         bool, typer.Option("--fail-fast", help="stop at the first failed run")
     ] = False,
@@ -149,7 +157,9 @@ def run(
             raise typer.Exit(EXIT_OK)
         from sgdbench.runner import run_grid
 
-        out_dir = out if out is not None else Path("results") / loaded.name
+        if out is not None and not out.strip():
+            raise UsageError("--out: empty folder name (it would write into the current folder)")
+        out_dir = Path(out) if out is not None else Path("results") / loaded.name
         outcome = run_grid(
             loaded,
             out_dir,
@@ -159,6 +169,7 @@ def run(
             fail_fast=fail_fast,
             max_consecutive_failures=max_consecutive_failures,
             progress=not quiet,
+            allow_new_problem=allow_new_problem,
         )
     except KeyboardInterrupt:
         print("sgdbench: interrupted; finished runs are kept", file=sys.stderr)
@@ -248,6 +259,10 @@ def report(
     target_loss: Annotated[
         float | None, typer.Option(help="recompute time to target for this loss, from the evals")
     ] = None,
+    all_versions: Annotated[
+        bool,
+        typer.Option("--all", help="runs of every grid version, not only the current grid's"),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Summarize a results folder: one row per configuration, median and IQR over seeds.
@@ -266,6 +281,7 @@ def report(
             sort=sort,
             target_loss=target_loss,
             color=color,
+            all_versions=all_versions,
         )
     except SgdbenchError as e:
         raise _fail(e, verbose) from None
@@ -295,6 +311,10 @@ def plot(
     best: Annotated[
         bool, typer.Option("--best", help="only the best lr per optimizer x batch size x device")
     ] = False,
+    all_versions: Annotated[
+        bool,
+        typer.Option("--all", help="runs of every grid version, not only the current grid's"),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Draw loss curves, learning-rate sensitivity or speed to target (no display needed).
@@ -312,6 +332,7 @@ def plot(
             metric=metric.value,
             smooth=smooth,
             best=best,
+            all_versions=all_versions,
         )
     except SgdbenchError as e:
         raise _fail(e, verbose) from None
@@ -328,6 +349,10 @@ def compare(
     fmt: Annotated[
         CompareFormat, typer.Option("--format", help="table | markdown | json")
     ] = CompareFormat.table,
+    all_versions: Annotated[
+        bool,
+        typer.Option("--all", help="runs of every grid version, not only the current grid's"),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Compare two results folders configuration by configuration; exit 1 on a regression.
@@ -341,7 +366,7 @@ def compare(
             fmt is CompareFormat.table and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
         )
         text, regressed = compare_mod.render(
-            base, new, threshold=threshold, fmt=fmt.value, color=color
+            base, new, threshold=threshold, fmt=fmt.value, color=color, all_versions=all_versions
         )
     except SgdbenchError as e:
         raise _fail(e, verbose) from None

@@ -89,8 +89,10 @@ def plot(
     metric: str = "final",
     smooth: int | None = None,
     best: bool = False,
+    all_versions: bool = False,
 ) -> Path:
-    """Draw one picture of a results folder into ``out`` (PNG, SVG or PDF); returns its path."""
+    """Draw one picture of a results folder into ``out`` (PNG, SVG or PDF); returns its path.
+    Only the current grid version's runs unless ``all_versions``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -108,7 +110,7 @@ def plot(
     out = Path(out) if out is not None else default_out(results, kind, x)
     if out.suffix.lower() not in SUFFIXES:
         raise UsageError(f"--out: unknown picture type {out.suffix!r} (use .png, .svg or .pdf)")
-    runs = report.load_runs(results)
+    runs = report.load_runs(results, all_versions=all_versions)
     table = report.summarize_runs(runs)
     if best:
         table = report.best_per_group(runs, table)
@@ -168,13 +170,13 @@ def _label(row: pd.Series, labels: Sequence[str], n_runs: bool = True) -> str:
 
 
 def _read_per_run(folder: Path, run_ids: Sequence[str], columns: list[str]) -> pd.DataFrame:
-    import pyarrow.dataset as ds
+    from sgdbench.store import read_files
 
     files = [folder / f"{rid}.parquet" for rid in run_ids]
-    files = [str(f) for f in files if f.exists()]
+    files = [f for f in files if f.exists()]
     if not files:
         return pd.DataFrame(columns=columns)
-    return ds.dataset(files, format="parquet").to_table(columns=columns).to_pandas()
+    return read_files(files, columns).to_pandas()
 
 
 def ema(values: np.ndarray, span: int) -> np.ndarray:
