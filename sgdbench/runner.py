@@ -58,9 +58,12 @@ def pending_runs(grid: Grid, completed: set[str], force: bool) -> list[RunSpec]:
 
 
 class StopFlag:
-    """Set by the first Ctrl-C. Serially, the current run stops at its next window boundary
-    (keeping a checkpoint if it makes them); with worker processes or Dask, runs in flight are
-    abandoned (and resume from their last periodic checkpoint). A second Ctrl-C aborts at once."""
+    """Set by the first Ctrl-C or SIGTERM (a SIGTERM is a Ctrl-C: same stop, same exit 130).
+    Serially, the current run stops at its next window boundary (keeping a checkpoint if it
+    makes them); with worker processes or Dask, runs in flight are abandoned (and resume from
+    their last periodic checkpoint). A second signal aborts at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.set = False
@@ -71,22 +74,24 @@ class StopFlag:
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
         def handler(signum: int, frame: FrameType | None) -> None:
+            if self.set:
+                raise KeyboardInterrupt  # the second one: abort now (the finally blocks run)
             self.set = True
-            signal.signal(signal.SIGINT, signal.default_int_handler)
             print(
                 "\nsgdbench: stopping; finished runs are kept (Ctrl-C again to abort)",
                 file=sys.stderr,
             )
 
         try:
-            previous = signal.signal(signal.SIGINT, handler)
+            previous = {signum: signal.signal(signum, handler) for signum in self.SIGNALS}
         except ValueError:  # not the main thread: leave signals alone
             yield
             return
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for signum, old in previous.items():
+                signal.signal(signum, old)
 
 
 def run_grid(
