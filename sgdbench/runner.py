@@ -34,6 +34,7 @@ class GridOutcome:
     counts: Counter[str] = field(default_factory=Counter)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (run_id, message)
     stalled: list[tuple[str, str]] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)  # why -> runs skipped for it
     stopped_early: str = ""  # why the grid stopped before its end (--fail-fast, a failure storm)
     interrupted: bool = False  # Ctrl-C
 
@@ -199,6 +200,8 @@ def _run_locked(
                     outcome.failures.append((traj.run_id, traj.message))
                 elif traj.status == "stalled":
                     outcome.stalled.append((traj.run_id, traj.message))
+                elif traj.status == "skipped":
+                    outcome.skipped[traj.message] += 1
                 show_notes()
                 postfix: dict[str, int] = dict(sorted(outcome.counts.items()))
                 if executor != "serial":
