@@ -107,8 +107,15 @@ def committed_rows(out: Path) -> int:
         return 0
 
 
-def test_workers_exit_within_seconds_of_a_sigkilled_driver(tmp_path):
-    driver = start_driver(tmp_path, "1", "[0.01, 0.02]", "--jobs", "2")
+@pytest.mark.parametrize(
+    "executor",
+    [[], ["--executor", "dask"]],
+    ids=["process", "dask"],  # Dask's LocalCluster workers watch their parent themselves
+)
+def test_workers_exit_within_seconds_of_a_sigkilled_driver(tmp_path, executor):
+    if executor:
+        pytest.importorskip("distributed")
+    driver = start_driver(tmp_path, "1", "[0.01, 0.02]", "--jobs", "2", *executor)
     try:
         # Both workers initialized (they import torch after setting up their lifeline).
         wait_for(
