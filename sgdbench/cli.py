@@ -179,6 +179,8 @@ def run(
     counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.counts.items()))
     ran = sum(outcome.counts.values())
     print(f"sgdbench: {ran} run(s) into {out_dir}: {counts or 'nothing to do'}", file=sys.stderr)
+    for why, n in outcome.skipped.items():  # one line per reason: a 100-run grid says it once
+        print(f"  skipped {n} run(s): {why}", file=sys.stderr)
     for run_id, message in outcome.stalled:
         print(f"  stalled {run_id}: {message}", file=sys.stderr)
     for run_id, message in outcome.failures:

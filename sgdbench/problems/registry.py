@@ -368,15 +368,13 @@ def size_param(name: str, kwargs: dict[str, Any]) -> str | None:
     return max(sizes, key=sizes.__getitem__) if sizes else None
 
 
-def builder_for(name: str) -> Callable[..., Any]:
-    """The callable that builds problem ``name`` (a plug-in is imported here, and only here)."""
+def builder_for(name: str, search_path: str | None = None) -> Callable[..., Any]:
+    """The callable that builds problem ``name``. A plug-in is imported here, and only here:
+    installed, or from ``search_path`` (the grid's folder) by file location (``plugin``)."""
     if is_plugin(name):
-        module_name, _, func_name = name.partition(":")
-        module = importlib.import_module(module_name)
-        try:
-            return getattr(module, func_name)
-        except AttributeError:
-            raise ImportError(f"module {module_name!r} has no function {func_name!r}") from None
+        from sgdbench.problems import plugin
+
+        return plugin.builder(name, search_path)
     return PROBLEMS[name].build_fn()
 
 
