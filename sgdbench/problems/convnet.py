@@ -39,7 +39,7 @@ def digits_cnn(
     val_fraction: float = 0.2,
     seed: int = 0,
 ) -> Problem:
-    """Softmax classification of the 8x8 digits with a two-layer CNN (~1.7k parameters with
+    """Softmax classification of the 8x8 digits with a two-layer CNN (1.9k parameters with
     8 channels): tests a non-convex loss with the weight sharing, pooling and ReLU dead zones of a
     real vision model, at a size where 7 optimizers x a few lrs run in about a minute on 2 cores.
 

@@ -85,9 +85,9 @@ class TinyTransformer(nn.Module):
 def grammar_transformer(
     n_samples: int = 2000,
     vocab: int = 8,
-    context: int = 12,
-    concentration: float = 0.2,
-    width: int = 32,
+    context: int = 8,
+    concentration: float = 0.1,
+    width: int = 16,
     heads: int = 2,
     val_fraction: float = 0.2,
     seed: int = 0,
@@ -97,8 +97,9 @@ def grammar_transformer(
     noise (the grammar is random, so the loss has a floor above zero, ``markov_grammar``'s
     entropy floor).
 
-    Default target loss: 0.6 training cross-entropy (the entropy floor of the default grammar
-    is ~0.5 nats; chance is ln 8 ≈ 2.08).
+    Default target loss: 1.0 training cross-entropy (the entropy floor of the default grammar
+    is 0.76 nats, chance is ln 8 ≈ 2.08; tuned SGD, momentum and Adam reach 1.0 in 20 epochs at
+    batch 64, ~2.6k parameters).
     """
     if width % heads:
         raise KeyedError("heads", f"must divide width ({width}), got {heads}")
