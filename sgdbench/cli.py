@@ -61,6 +61,8 @@ class PlotKind(StrEnum):
 
 class PlotX(StrEnum):
     step = "step"
+    samples = "samples"
+    epoch = "epoch"
     time = "time"
 
 
@@ -283,7 +285,11 @@ def plot(
         typer.Option("--out", "-o", help="picture file, .png/.svg/.pdf [DIR/plots/KIND.png]"),
     ] = None,
     x: Annotated[
-        PlotX, typer.Option("--x", help="curves and speed: steps or training seconds")
+        PlotX,
+        typer.Option(
+            "--x",
+            help="x axis: step | samples (compare batch sizes) | epoch (curves) | time (seconds)",
+        ),
     ] = PlotX.step,
     metric: Annotated[
         PlotMetric, typer.Option(help="lr plot: final or best training loss")
