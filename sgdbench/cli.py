@@ -51,6 +51,7 @@ class ReportFormat(StrEnum):
     markdown = "markdown"
     csv = "csv"
     json = "json"
+    html = "html"
 
 
 class PlotKind(StrEnum):
@@ -241,8 +242,12 @@ def report(
         ),
     ] = False,
     fmt: Annotated[
-        ReportFormat, typer.Option("--format", help="table | markdown | csv | json")
+        ReportFormat, typer.Option("--format", help="table | markdown | csv | json | html")
     ] = ReportFormat.table,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="write to this file [stdout; html: DIR/report.html]"),
+    ] = None,
     sort: Annotated[
         str | None,
         typer.Option(help="sort by this column (-COL: descending), e.g. steps_to_target"),
@@ -255,23 +260,40 @@ def report(
     """Summarize a results folder: one row per configuration, median and IQR over seeds.
 
     Example: sgdbench report results/quickstart --best --format markdown
+    Example: sgdbench report results/quickstart --format html --out report.html
     """
     try:
         from sgdbench import report as report_mod
 
-        color = fmt is ReportFormat.table and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-        text = report_mod.render(
-            results,
-            by=by,
-            best=best,
-            fmt=fmt.value,
-            sort=sort,
-            target_loss=target_loss,
-            color=color,
-        )
+        if fmt is ReportFormat.html:
+            from sgdbench.html_report import render_html
+
+            out = out if out is not None else results / "report.html"
+            text = render_html(results, by=by, best=best, sort=sort, target_loss=target_loss)
+        else:
+            color = out is None and fmt is ReportFormat.table and sys.stdout.isatty()
+            text = report_mod.render(
+                results,
+                by=by,
+                best=best,
+                fmt=fmt.value,
+                sort=sort,
+                target_loss=target_loss,
+                color=color and not os.environ.get("NO_COLOR"),
+            )
     except SgdbenchError as e:
         raise _fail(e, verbose) from None
-    sys.stdout.write(text)
+    if out is None:
+        sys.stdout.write(text)
+        return
+    from sgdbench.atomic import atomic_write_text
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, text)
+    except OSError as e:
+        raise _fail(UsageError(f"--out: {out}: {e.strerror or e}"), verbose) from None
+    print(f"sgdbench: wrote {out}", file=sys.stderr)
 
 
 @app.command()
