@@ -57,6 +57,7 @@ th[aria-sort=ascending]::after { content: " ▲"; }
 th[aria-sort=descending]::after { content: " ▼"; }
 tr.fastest td { background: #e8f5e9; }
 tr.diverged td { color: #b03000; }
+.scroll { overflow-x: auto; }
 figure { margin: 1em 0; }
 figure img { max-width: 100%; height: auto; }
 pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 12px; }
@@ -177,7 +178,7 @@ def _table(table: pd.DataFrame, head: report.Headline) -> str:
     header, rows = report.display_rows(table, wide=True)
     labels = table.attrs["labels"]
     fastest = head.fastest["configuration"] if head.fastest else None
-    out = ['<table class="sortable" id="configurations"><thead><tr>']
+    out = ['<div class="scroll"><table class="sortable" id="configurations"><thead><tr>']
     for i, h in enumerate(header):
         cls = ' class="label"' if i < len(labels) else ""
         out.append(f'<th scope="col"{cls}>{_e(h)}</th>')
@@ -197,31 +198,32 @@ def _table(table: pd.DataFrame, head: report.Headline) -> str:
                 attrs += f' data-sort="{key}"'
             out.append(f"<td{attrs}>{_e(cell)}</td>")
         out.append("</tr>")
-    out.append("</tbody></table>")
+    out.append("</tbody></table></div>")
     return "".join(out)
 
 
 def _verdicts(runs: pd.DataFrame, table: pd.DataFrame) -> str:
-    """Each configuration's verdict and, per run, the reason stored with it."""
+    """Each configuration's verdict, and the reasons stored with its runs' verdicts (runs with
+    the same verdict and reason share a line, their seeds listed)."""
     labels = table.attrs["labels"]
     by_run = runs.set_index("run_id")
     items = []
     for _, r in table.iterrows():
-        reasons = []
+        reasons: dict[str, list[str]] = {}
         for rid in r["run_ids"]:
             if rid not in by_run.index:
                 continue
             run = by_run.loc[rid]
             detail = run.get("verdict_detail") or run.get("message") or ""
-            if run.get("verdict") or detail:
-                reasons.append(
-                    f"<li><code>{_e(rid)}</code> seed {_e(run['seed'])}: "
-                    f"{_e(run.get('verdict') or run['status'])}"
-                    f"{': ' + _e(detail) if detail else ''}</li>"
-                )
+            why = f"{run.get('verdict') or run['status']}" + (f": {detail}" if detail else "")
+            reasons.setdefault(why, []).append(f"{run['seed']} ({rid})")
+        lines = "".join(
+            f'<li>{_e(why)} <span class="muted">— seed {_e(", ".join(seeds))}</span></li>'
+            for why, seeds in reasons.items()
+        )
         items.append(
             f"<li><b>{_e(report.describe(r, labels))}</b>: {_e(r.get('verdict', ''))}"
-            + (f"<ul>{''.join(reasons)}</ul>" if reasons else "")
+            + (f"<ul>{lines}</ul>" if lines else "")
             + "</li>"
         )
     return '<h2>Verdicts</h2><ul class="verdicts">' + "".join(items) + "</ul>"

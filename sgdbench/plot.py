@@ -452,13 +452,15 @@ def _curves(
 
 
 def tick_labels(values: Sequence[float], *, min_gap: float) -> list[str]:
-    """Labels for ticks at ``values`` on a log axis: a tick closer than ``min_gap`` decades to
-    the last labelled one stays unlabelled ("1" and "1.1" would print over each other)."""
+    """Labels for ticks at increasing ``values`` on a log axis. The smallest and largest are
+    always labelled (the range that was run); a tick closer than ``min_gap`` decades to a
+    labelled neighbour stays unlabelled ("1" and "1.1" would print over each other)."""
+    logs = [math.log10(v) for v in values]
     out = []
     last = -math.inf
-    for v in values:
-        here = math.log10(v)
-        if here - last >= min_gap:
+    for i, (v, here) in enumerate(zip(values, logs, strict=True)):
+        is_end = i in (0, len(values) - 1)
+        if is_end or (here - last >= min_gap and logs[-1] - here >= min_gap):
             out.append(f"{v:g}")
             last = here
         else:
