@@ -246,7 +246,9 @@ def report(
     ] = ReportFormat.table,
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="write to this file [stdout; html: DIR/report.html]"),
+        typer.Option(
+            "--out", "-o", help="write to this file (default: stdout; html: DIR/report.html)"
+        ),
     ] = None,
     sort: Annotated[
         str | None,
