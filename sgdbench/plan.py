@@ -35,6 +35,7 @@ class _ProblemFacts:
     n_samples: int
     function: bool
     n_params: int
+    drop_last: bool
 
 
 def group_id(spec: RunSpec) -> str:
@@ -153,6 +154,7 @@ class _Planner:
             n_samples=problem.n_samples,
             function=problem.task == "function" or is_function_problem(name),
             n_params=parameter_count(problem),
+            drop_last=problem.drop_last,
         )
         if train.early_stopping is not None and problem.X_val is None:
             raise SchemaError(
@@ -209,6 +211,10 @@ class _Planner:
             raise SchemaError(bs_loc, f"{bs} is larger than the {facts.n_samples} training samples")
         batch_size = facts.n_samples if bs == "full" else bs
         steps_per_epoch = 1 if facts.function else math.ceil(facts.n_samples / batch_size)
+        if facts.drop_last and not facts.function:
+            steps_per_epoch = (
+                facts.n_samples // batch_size
+            )  # the batchers never reach the short batch
         steps = train.steps if train.steps is not None else (train.epochs or 0) * steps_per_epoch
         if steps > MAX_STEPS:
             raise SchemaError(
