@@ -5,11 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 GRID   ?= experiments/quickstart.toml
 
-.PHONY: help install run test lint bench bench-compare bench-gate bench-ratios experiments clean
+.PHONY: help install run test test-fast lint bench bench-compare bench-gate bench-ratios experiments clean
 
 help:
 	@echo "make run            set up, run $(GRID), print its report"
-	@echo "make test           run the test suite"
+	@echo "make test           the whole test suite"
+	@echo "make test-fast      the suite without the slow end-to-end tests (the edit loop)"
 	@echo "make lint           ruff (with complexity C901), ruff format, mypy on sgdbench/"
 	@echo "make bench          pytest-benchmark suite (saved under .benchmarks/)"
 	@echo "make bench-compare  compare against the saved baseline, fail on a >25% regression (min)"
@@ -45,7 +46,10 @@ experiments: install
 	done
 
 test: install
-	$(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-fast: install
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
 
 lint: install
 	$(BIN)/ruff check .

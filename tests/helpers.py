@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -55,3 +57,13 @@ def cli_subprocess(
         text=True,
         timeout=timeout,
     )
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 120.0, what: str = "") -> None:
+    """Poll ``condition`` until it holds (a wait on an event another process causes, never a
+    guess at how long something takes); fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"after {timeout_s:g} s, still waiting: {what or condition}")
+        time.sleep(0.02)  # the polling interval, not a timing
