@@ -9,15 +9,10 @@ import math
 from typing import Any
 
 from sgdbench.errors import did_you_mean
+from sgdbench.grid_values import axis_values, check_axis_value
 from sgdbench.limits import MAX_RUNS
-from sgdbench.schema import (
-    FIXED_AXES,
-    GridAxes,
-    PydanticCustomError,
-    SchemaError,
-    axis_values,
-    check_axis_value,
-)
+from sgdbench.schema import FIXED_AXES, GridAxes
+from sgdbench.schema_errors import PydanticCustomError, SchemaError
 
 Located = list[tuple[Any, str]]
 Combo = dict[str, tuple[Any, str]]  # key -> (value, location of that value in the file)

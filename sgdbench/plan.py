@@ -20,10 +20,11 @@ from sgdbench import optimizers as opt
 from sgdbench import presets as pre
 from sgdbench.engine.stacking import problem_reason
 from sgdbench.errors import GridError, KeyedError
+from sgdbench.grid_values import ScheduleTable
 from sgdbench.limits import MAX_STEPS
 from sgdbench.problems.factory import build_problem, parameter_count
 from sgdbench.problems.registry import is_function_problem, is_plugin, resolve_params, size_param
-from sgdbench.schema import ScheduleTable, SchemaError, Train
+from sgdbench.schema import SchemaError, Train
 from sgdbench.spec import ENGINE_CHOICES, Grid, RunSpec, digest
 
 __all__ = ["Grid", "group_id", "load_grid"]

@@ -9,7 +9,8 @@ from typing import Any
 
 from sgdbench import optimizers as opt
 from sgdbench.errors import did_you_mean
-from sgdbench.schema import FIXED_AXES, Preset, SchemaError, float32
+from sgdbench.grid_values import float32
+from sgdbench.schema import FIXED_AXES, Preset, SchemaError
 
 Presets = dict[str, tuple[str, dict[str, Any]]]  # name -> (torch.optim class, keywords)
 

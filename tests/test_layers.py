@@ -10,7 +10,13 @@ KNOWN_CYCLES = [
     ["sgdbench.executors", "sgdbench.executors.dask_cluster", "sgdbench.executors"],
     ["sgdbench.executors", "sgdbench.executors.process_pool", "sgdbench.executors"],
 ]
-GRID_FILE_MODULES = ("sgdbench.schema", "sgdbench.gridfile", "sgdbench.expand")
+GRID_FILE_MODULES = (
+    "sgdbench.schema",
+    "sgdbench.schema_errors",
+    "sgdbench.grid_values",
+    "sgdbench.gridfile",
+    "sgdbench.expand",
+)
 
 
 def test_no_import_cycles_function_level_imports_included() -> None:

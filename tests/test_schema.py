@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sgdbench import optimizers, schema
+from sgdbench import grid_values, optimizers, schema
 from sgdbench.errors import GridError
 from sgdbench.plan import load_grid
 from tests.helpers import REPO, cli
@@ -142,6 +142,6 @@ def test_dry_run_shows_the_values_of_a_range(write_grid, tmp_path: Path) -> None
 
 
 def test_logspace_values_are_evenly_spaced_in_log_scale() -> None:
-    values = schema.LogSpace(logspace=[1e-3, 1e3], num=7).values()
+    values = grid_values.LogSpace(logspace=[1e-3, 1e3], num=7).values()
     ratios = [b / a for a, b in itertools.pairwise(values)]
     assert all(math.isclose(r, 10.0) for r in ratios)
