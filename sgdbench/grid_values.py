@@ -45,7 +45,7 @@ def _name(v: str) -> str:
     return v
 
 
-def divergence_factor(v: float) -> float:
+def check_divergence_factor(v: float) -> float:
     if not 1 < v <= FLOAT32_MAX:
         raise ValueError(f"must be a number > 1 within float32 range, got {v!r}")
     return float(v)

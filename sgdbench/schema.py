@@ -27,7 +27,7 @@ from sgdbench.grid_values import (
     Positive,
     Schedule,
     Seed,
-    divergence_factor,
+    check_divergence_factor,
 )
 from sgdbench.limits import MAX_SECONDS, MAX_THREADS
 from sgdbench.schema_errors import SchemaError, first_error, keyed
@@ -62,7 +62,7 @@ class Train(BaseModel):
     schedule: Schedule = Field(
         "constant", description='lr schedule: a name or {name = "step", step_size = .., ...}'
     )
-    divergence_factor: Annotated[float, AfterValidator(divergence_factor)] = Field(
+    divergence_factor: Annotated[float, AfterValidator(check_divergence_factor)] = Field(
         1e4, description="diverged when a loss exceeds this factor times the first loss"
     )
     deterministic: bool = Field(True, description="torch.use_deterministic_algorithms on CUDA")
