@@ -349,6 +349,68 @@ def compare(
     raise typer.Exit(EXIT_FAILED if regressed else EXIT_OK)
 
 
+class LrFindFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+@app.command("lr-find")
+def lr_find(
+    grid: Annotated[
+        Path, typer.Argument(help="grid file (TOML); its first configuration is tested")
+    ],
+    start: Annotated[float, typer.Option(min=0, help="first learning rate")] = 1e-7,
+    end: Annotated[float, typer.Option(min=0, help="last learning rate")] = 10.0,
+    steps: Annotated[
+        int, typer.Option(min=2, help="steps of the range test (with --sweep: per lr)")
+    ] = 100,
+    stop_factor: Annotated[
+        float, typer.Option(help="stop once the smoothed loss exceeds this times its minimum")
+    ] = 4.0,
+    beta: Annotated[
+        float | None,
+        typer.Option(help="EMA smoothing factor [0.98 for minibatches, 0 for full batch]"),
+    ] = None,
+    sweep: Annotated[
+        bool,
+        typer.Option("--sweep", help="train K log-spaced lrs at once (stacked engine) instead"),
+    ] = False,
+    k: Annotated[int, typer.Option("--k", min=2, help="--sweep: number of learning rates")] = 64,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="picture file [results/<name>/plots/lr_find.png]"),
+    ] = None,
+    fmt: Annotated[
+        LrFindFormat, typer.Option("--format", help="table | json (every point)")
+    ] = LrFindFormat.table,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Learning-rate range test: grow the lr exponentially, record loss vs lr, suggest lrs.
+
+    Example: sgdbench lr-find experiments/quickstart.toml --start 1e-5 --end 10
+
+    With --sweep: sgdbench lr-find grid.toml --sweep --k 64 --steps 200
+    """
+    try:
+        from sgdbench import lrfind_report
+
+        text = lrfind_report.main(
+            grid,
+            start=start,
+            end=end,
+            steps=steps,
+            stop_factor=stop_factor,
+            beta=beta,
+            sweep=sweep,
+            k=k,
+            out=out,
+            fmt=fmt.value,
+        )
+    except SgdbenchError as e:
+        raise _fail(e, verbose) from None
+    sys.stdout.write(text)
+
+
 @app.command("list")
 def list_(what: Annotated[ListWhat, typer.Argument(help="problems | optimizers")]) -> None:
     """List built-in problems or available optimizers with their parameters."""

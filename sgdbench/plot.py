@@ -543,3 +543,45 @@ def _speed(ax: Any, table: pd.DataFrame, *, x: str) -> str:
             FuncFormatter(lambda v, _: report.fmt_seconds(v) if v > 0 else "0")
         )
     return title
+
+
+def draw_lr_find(
+    out: Path,
+    title: str,
+    lrs: np.ndarray,
+    losses: np.ndarray,
+    smoothed: np.ndarray | None = None,
+    suggestions: dict[str, float] | None = None,
+    ylabel: str = "minibatch loss",
+) -> Path:
+    """Loss against lr on a log axis (``sgdbench lr-find``): the raw loss, the smoothed one if
+    given, and a vertical line per suggested lr."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if out.suffix.lower() not in SUFFIXES:
+        raise UsageError(f"--out: unknown picture type {out.suffix!r} (use .png, .svg or .pdf)")
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(9, 5))
+        try:
+            raw_style = {"alpha": 0.4} if smoothed is not None else {"marker": "o", "ms": 3}
+            ax.plot(lrs, losses, color=PALETTE[0], label="raw", **raw_style)
+            if smoothed is not None:
+                ax.plot(lrs, smoothed, color=PALETTE[0], label="smoothed")
+            for i, (rule, lr) in enumerate((suggestions or {}).items()):
+                ax.axvline(lr, color=PALETTE[1 + i], ls="--", label=f"{rule}: {lr:.3g}")
+            ax.set_xscale("log")
+            finite = losses[np.isfinite(losses)]
+            if len(finite) and finite.min() > 0 and finite.max() / finite.min() > 100:
+                ax.set_yscale("log")
+            ax.set_xlabel("learning rate")
+            ax.set_ylabel(ylabel)
+            ax.set_title(title, loc="left")
+            _legend_outside(ax)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(out, dpi=110, bbox_inches="tight")
+        finally:
+            plt.close(fig)
+    return out
