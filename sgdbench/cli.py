@@ -214,14 +214,20 @@ def _print_dry_run(grid: Grid) -> None:
     axes = list(grid.axes) or ["optimizer", "lr"]
     if any(s.engine != "eager" for s in grid.runs):
         axes.append("engine")  # which runs --engine auto|stacked stacks, and which stay eager
+    if grid.search.trials:
+        axes.append("trial")  # which sampled configuration each run belongs to
     header = ["run_id", *axes]
     rows = [[s.run_id, *(str(s.axes.get(a, getattr(s, a, ""))) for a in axes)] for s in grid.runs]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    from sgdbench.search import budget_line
+
     print(
-        f"{len(grid.runs)} run(s) in grid {grid.name!r} (dry run: nothing written)", file=sys.stderr
+        f"{len(grid.runs)} run(s) in grid {grid.name!r}, {budget_line(grid.search, grid.runs)} "
+        "(dry run: nothing written)",
+        file=sys.stderr,
     )
 
 

@@ -21,9 +21,20 @@ from pathlib import Path
 from typing import Any
 
 from sgdbench import SCHEMA_VERSION
+from sgdbench import search as search_mod
 from sgdbench.errors import GridError, KeyedError
 
-TOP_KEYS = ("name", "description", "problem", "train", "grid", "optimizers", "exclude", "include")
+TOP_KEYS = (
+    "name",
+    "description",
+    "problem",
+    "train",
+    "grid",
+    "search",
+    "optimizers",
+    "exclude",
+    "include",
+)
 FIXED_AXES = ("optimizer", "lr", "batch_size", "device", "seed", "schedule")
 ENGINES = ("eager", "stacked")
 ENGINE_CHOICES = ("auto", *ENGINES)  # what load_grid accepts; "auto" resolves per run
@@ -59,8 +70,9 @@ _DEVICE_RE = re.compile(r"^(cpu|auto|cuda(:\d+)?)$")
 
 @dataclass(frozen=True)
 class RunSpec:
-    """A fully resolved run. ``run_id`` hashes every field except ``name``, ``axes`` and
-    ``search_path`` (which say where the run came from, not what it computes)."""
+    """A fully resolved run. ``run_id`` hashes every field except ``name``, ``axes``,
+    ``search_path``, ``search`` and ``trial`` (which say where the run came from, not what it
+    computes) and how it is kept (checkpoints, saved model)."""
 
     problem: str
     problem_kwargs: dict[str, Any]
@@ -96,6 +108,8 @@ class RunSpec:
     name: str = field(default="", compare=False)
     axes: dict[str, Any] = field(default_factory=dict, compare=False)
     search_path: str | None = field(default=None, compare=False)
+    search: str = field(default="grid", compare=False)  # how it was chosen: grid | random | ...
+    trial: int | None = field(default=None, compare=False)  # which sampled trial, if any
     checkpoint_dir: str | None = field(default=None, compare=False)  # set by the runner
 
     _NOT_HASHED = (
@@ -105,6 +119,8 @@ class RunSpec:
         "name",
         "axes",
         "search_path",
+        "search",
+        "trial",
         "checkpoint_dir",
     )
 
@@ -202,6 +218,7 @@ class Grid:
     runs: list[RunSpec]
     axes: list[str]  # keys that vary across runs, in grid order
     notes: list[str] = field(default_factory=list)  # e.g. why runs fall back to eager
+    search: search_mod.SearchPlan = field(default_factory=search_mod.SearchPlan)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -580,10 +597,14 @@ def load_grid(path: str | Path, *, engine: str | None = None) -> Grid:
         engine = train["engine"]
     presets = _check_presets(ctx, ctx.table(data, "optimizers"))
     grid_table = _flatten_problem_keys(ctx.table(data, "grid"))
-    axes = _axes(ctx, grid_table, presets)
+    try:
+        search = search_mod.plan(data.get("search"), grid_table)
+    except KeyedError as e:
+        raise ctx.fail(e.key, e.message) from None
+    axes = _axes(ctx, {**grid_table, **search.sampled_axes()}, presets)
     excludes = _entries(ctx, data, "exclude", axes, presets)
     includes = _entries(ctx, data, "include", axes, presets)
-    combos = _expand(axes, excludes, includes)
+    combos = search.expand(axes, lambda plain: _expand(plain, excludes, includes))
     if not combos:
         raise ctx.fail("exclude", "excludes every run: nothing left to run")
     facts_cache: dict[str, _ProblemFacts] = {}
@@ -713,12 +734,16 @@ def load_grid(path: str | Path, *, engine: str | None = None) -> Grid:
             name=name,
             axes={k: combo[k][0] for k in varying if k in combo},
             search_path=str(base_dir),
+            search=search.method,
+            trial=search.trial_of(combo),
         )
         runs.setdefault(spec.run_id, spec)  # an include may repeat a combination: run it once
     specs, notes = list(runs.values()), []
     if engine != "eager":
         specs, notes = _choose_engines(specs, engine, file)
-    return Grid(name=name, path=path, text=text, runs=specs, axes=varying, notes=notes)
+    return Grid(
+        name=name, path=path, text=text, runs=specs, axes=varying, notes=notes, search=search
+    )
 
 
 def _choose_engines(

@@ -111,6 +111,9 @@ RUN_SCHEMA = pa.schema(
         ("group_id", pa.string()),
         ("group_size", pa.int64()),
         ("group_train_time_s", pa.float64()),
+        # how the run was chosen ([search]): grid | random | sobol | halton | halving, the trial
+        ("search", pa.string()),
+        ("trial", pa.int64()),
     ]
 )
 
@@ -191,6 +194,8 @@ def run_row(spec: RunSpec, traj: Trajectory, git_sha: str | None) -> dict[str, A
         "group_id": info.get("group_id"),
         "group_size": info.get("group_size"),
         "group_train_time_s": info.get("group_train_time_s"),
+        "search": spec.search,
+        "trial": spec.trial,
     }
 
 
