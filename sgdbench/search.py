@@ -127,6 +127,17 @@ class SearchPlan:
         """Each sampled axis as the list of its values, trial by trial (for validation)."""
         return {d.key: [t[i] for t in self.trials] for i, d in enumerate(self.distributions)}
 
+    def halving_for(self, steps: int, steps_per_epoch: int) -> dict[str, Any] | None:
+        """A run's halving plan (eta and rung steps), or None when the method is not halving."""
+        if self.method != "halving":
+            return None
+        from sgdbench.halving import rung_steps
+
+        first = self.min_steps if self.min_steps is not None else 0
+        if self.min_epochs is not None:
+            first = self.min_epochs * steps_per_epoch
+        return {"eta": self.eta, "rungs": rung_steps(first, steps, self.eta)}
+
     def trial_of(self, combo: dict[str, tuple[Any, str]]) -> int | None:
         """The trial a combination belongs to (None for a plain grid)."""
         if not self.distributions:
@@ -240,6 +251,20 @@ def plan(search: Any, grid: dict[str, Any]) -> SearchPlan:
 def budget_line(plan: SearchPlan, runs: list[Any]) -> str:
     """What ``--dry-run`` says about the budget: total optimizer steps, and how they were chosen."""
     total = sum(run.steps for run in runs)
+    if plan.method == "halving" and runs:
+        from sgdbench.halving import planned_steps
+
+        members: dict[str, int] = {}
+        for run in runs:
+            members[run.config_id] = members.get(run.config_id, 0) + 1
+        full = total
+        total = planned_steps(
+            runs[0].halving["rungs"], runs[0].steps, plan.eta, list(members.values())
+        )
+        return (
+            f"budget {total:,} steps (at most; the full grid: {full:,}), halving with eta "
+            f"{plan.eta} at rungs {runs[0].halving['rungs']}"
+        )
     how = "" if plan.method == "grid" else f", {plan.method} search"
     if plan.trials:
         how += f" over {len(plan.trials)} trial(s) (seed {plan.seed})"

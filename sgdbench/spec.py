@@ -101,6 +101,8 @@ class RunSpec:
     threads: int | str  # a count, or "auto"
     early_stopping_patience: int = 0
     engine: str = "eager"
+    # Successive halving ({"eta": .., "rungs": [..]}): a run may stop at a rung as "pruned".
+    halving: dict[str, Any] | None = None
     # Where the run came from and how it is kept, not what it computes: not part of run_id.
     checkpoint_every: int = field(default=0, compare=False)
     keep_checkpoints: bool = field(default=False, compare=False)
@@ -130,6 +132,8 @@ class RunSpec:
         d = asdict(self)
         for key in self._NOT_HASHED:
             d.pop(key)
+        if d["halving"] is None:
+            del d["halving"]  # plain runs keep the ids they had before halving existed
         path = d["problem_kwargs"].get("path")
         if self.problem == "file" and isinstance(path, str):
             d["problem_kwargs"] = {**d["problem_kwargs"], "path": data_identity(path)}
@@ -736,11 +740,19 @@ def load_grid(path: str | Path, *, engine: str | None = None) -> Grid:
             search_path=str(base_dir),
             search=search.method,
             trial=search.trial_of(combo),
+            halving=search.halving_for(steps, steps_per_epoch),
         )
         runs.setdefault(spec.run_id, spec)  # an include may repeat a combination: run it once
     specs, notes = list(runs.values()), []
     if engine != "eager":
         specs, notes = _choose_engines(specs, engine, file)
+    if search.method == "halving" and any(s.engine != "stacked" for s in specs):
+        raise ctx.fail(
+            "search.method",
+            'halving runs on the stacked engine ([train] engine = "stacked" or --engine '
+            "stacked), where pruned members leave the stack and the others go on; "
+            + (notes[0].split(": ", 2)[-1] if notes else "this grid runs eager"),
+        )
     return Grid(
         name=name, path=path, text=text, runs=specs, axes=varying, notes=notes, search=search
     )

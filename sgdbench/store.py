@@ -114,6 +114,7 @@ RUN_SCHEMA = pa.schema(
         # how the run was chosen ([search]): grid | random | sobol | halton | halving, the trial
         ("search", pa.string()),
         ("trial", pa.int64()),
+        ("rung", pa.int64()),  # halving: the last rung reached (len(rungs): the full budget)
     ]
 )
 
@@ -196,6 +197,7 @@ def run_row(spec: RunSpec, traj: Trajectory, git_sha: str | None) -> dict[str, A
         "group_train_time_s": info.get("group_train_time_s"),
         "search": spec.search,
         "trial": spec.trial,
+        "rung": info.get("rung"),
     }
 
 

@@ -43,6 +43,7 @@ from sgdbench.engine.eager import (
 from sgdbench.engine.stacking import StackedBatches, StackedModel
 from sgdbench.engine.trajectory import EVAL_COLUMNS, Trajectory
 from sgdbench.errors import describe
+from sgdbench.halving import Pruner
 from sgdbench.problems.factory import build_for_run
 from sgdbench.spec import RunSpec
 
@@ -126,6 +127,7 @@ def _train_group(
         if spec0.schedule["name"] == "constant"
         else schedules.factor_fn(spec0.schedule, spec0.steps)
     )
+    pruner = Pruner.for_specs(specs)  # successive halving: None for a plain group
     info = {
         "optimizer_impl": "stacked",
         "device_name": _device_name(device),
@@ -175,10 +177,18 @@ def _train_group(
         t.info["update_cosine"] = update_cosine(tail.get(m, []))
         if at >= warmup:
             t.warmup_steps, t.warmup_s = warmup, _member_times(window_times, warmup)[-1]
+        if pruner is not None:
+            reached = [i for i, b in enumerate([*pruner.rungs, n_steps]) if b <= at]
+            t.info["rung"] = reached[-1] if reached else None
+            if status != "pruned":
+                pruner.retire(m)
 
     record_eval(list(range(n_members)), 0)
     before = model.flat.clone()
-    for end in window_ends(spec0, warmup):
+    ends = window_ends(spec0, warmup)
+    if pruner is not None:
+        ends = sorted({*ends, *pruner.rungs})  # a rung is a window end, with an evaluation
+    for end in ends:
         # ---- hot loop: nothing here reads a value back from the device -----------------------
         pending: list[Tensor] = []
         sync(device)
@@ -219,7 +229,8 @@ def _train_group(
                 )
                 if status != "ok":
                     done[r] = (status, message)
-        eval_step = spec0.eval_every > 0 and step % spec0.eval_every == 0
+        rung = None if pruner is None else pruner.rung_of(step)
+        eval_step = (spec0.eval_every > 0 and step % spec0.eval_every == 0) or rung is not None
         finished = step == n_steps
         timeout = spec0.max_seconds is not None and clock >= spec0.max_seconds and step < n_steps
         ok_rows = [r for r in range(len(active)) if r not in done]
@@ -233,6 +244,18 @@ def _train_group(
                             "ok",
                             f"reached target_loss {spec0.target_loss:g} at step {step}",
                         )
+        if pruner is not None and rung is not None and not timeout:
+            alive = [r for r in range(len(active)) if r not in done]
+            pruned = set(
+                pruner.decide([active[r] for r in alive], [result["train_loss"][r] for r in alive])
+            )
+            for r in alive:
+                if active[r] in pruned:
+                    done[r] = (
+                        "pruned",
+                        f"pruned at rung {rung} (step {step}): the median full-data loss over "
+                        f"its seeds was not among the best 1/{pruner.eta}",
+                    )
         if finished or timeout:
             message = (
                 f"max_seconds {spec0.max_seconds:g} reached after {step} of {n_steps} steps"
