@@ -79,6 +79,8 @@ def test_halving_prunes_in_the_stack_and_continues_the_survivors(
     assert {tuple(s.halving["rungs"]) for s in grid.runs} == {(10, 30)}
     units = plan(grid.runs)
     assert len(units) == 1
+    # Decisions compare every configuration: a group cap never splits a halving group.
+    assert len(plan(grid.runs, max_group_size=4)) == 1
     trajs = execute_unit(units[0])
     by_status: dict[str, list[int]] = {}
     for traj in trajs:
