@@ -337,7 +337,10 @@ def _lr(ax: Any, runs: pd.DataFrame, table: pd.DataFrame, *, metric: str) -> str
 
     labels = [c for c in table.attrs["labels"] if c not in ("lr", "config_id")]
     lr_of = dict(zip(runs["config_id"], runs["lr"], strict=True))
-    frame = table.copy()
+    # Configurations successive halving pruned stopped short of the budget: no final loss to
+    # compare, so they are left out (the title counts them) rather than drawn as diverged.
+    pruned = table["n_pruned"] == table["runs"]
+    frame = table[~pruned].copy()
     frame["lr_value"] = [lr_of[c] for c in frame["config_id"]]
     col = f"{metric}_loss"
     finite = frame[[f"{col}_median", f"{col}_q25", f"{col}_q75"]].to_numpy(np.float64)
@@ -440,7 +443,10 @@ def _lr(ax: Any, runs: pd.DataFrame, table: pd.DataFrame, *, metric: str) -> str
     ax.set_yscale("log")
     ax.set_ylim(floor / 1.5, ceiling * 2 if any_diverged else ceiling / 3)
     lrs = sorted(set(frame["lr_value"]))
-    if len(lrs) <= 12:  # label the learning rates that were run, not decades
+    decades = np.diff(np.log10(lrs)) if len(lrs) > 1 else np.array([1.0])
+    # Sampled lrs (a [search]) can sit close together: labels would overlap, so decades then.
+    spaced = decades.min() >= max(decades.sum(), 1.0) / 15
+    if len(lrs) <= 12 and spaced:  # label the learning rates that were run, not decades
         ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xticks(lrs, [f"{v:g}" for v in lrs])
         if len(lrs) > 1:
@@ -456,7 +462,8 @@ def _lr(ax: Any, runs: pd.DataFrame, table: pd.DataFrame, *, metric: str) -> str
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel(f"{metric} training loss (log scale)")
     _legend_outside(ax)
-    return f"{metric} loss vs learning rate, median over seeds with IQR bars"
+    title = f"{metric} loss vs learning rate, median over seeds with IQR bars"
+    return title + (f" ({int(pruned.sum())} pruned by halving, not drawn)" if pruned.any() else "")
 
 
 # ---------------------------------------------------------------------------------------------

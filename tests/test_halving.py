@@ -128,6 +128,10 @@ def test_halving_run_records_rungs_and_report_shows_them(
 
     report = cli("report", out)
     assert "Successive halving (eta 3): rungs at steps 10, 30, 90" in report.stdout
+    # The lr plot leaves pruned configurations out (no final loss) and says so.
+    svg = tmp_path / "lr.svg"
+    assert cli("plot", out, "--kind", "lr", "--out", svg).exit_code == 0
+    assert "pruned by halving, not drawn" in svg.read_text()
     # Finished: a rerun skips every run, pruned ones included.
     again = cli("run", grid, "--out", out)
     assert "27 of 27 runs already complete" in again.stderr
