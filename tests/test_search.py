@@ -179,3 +179,15 @@ def test_loguniform_quantiles_map_to_the_ends() -> None:
     assert d.at(0.0) == pytest.approx(1e-4)
     assert d.at(0.5) == pytest.approx(1e-2)
     assert math.isclose(d.at(0.999999), 1.0, rel_tol=1e-4)
+
+
+def test_halving_draws_its_distributions_with_the_sampler() -> None:
+    got = search.plan(
+        {"method": "halving", "trials": 4, "min_steps": 5, "sampler": "sobol", "seed": 1},
+        {"lr": LR},
+    )
+    assert got.sampler == "sobol"
+    assert got.trials == trials("sobol", 4, 1, lr=LR)
+    assert got.halving_for(steps=50, steps_per_epoch=10) == {"eta": 3, "rungs": [5, 15, 45]}
+    by_epochs = search.plan({"method": "halving", "min_epochs": 2}, {"lr": [0.1]})
+    assert by_epochs.halving_for(steps=100, steps_per_epoch=10) == {"eta": 3, "rungs": [20, 60]}
