@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sgdbench.errors import UsageError
+from sgdbench.errors import SgdbenchError, UsageError
 
 
 def main(
@@ -45,7 +45,15 @@ def main(
         "lr_sweep.png" if sweep else "lr_find.png"
     )
     if sweep:
-        result = lrfind.lr_sweep(spec, start=start, end=end, k=k, steps=steps)
+        from sgdbench.stacked_optim import unsupported_reason
+
+        why = unsupported_reason(spec.optimizer_class, spec.optimizer_kwargs)
+        if why:
+            raise UsageError(f"{grid_path}: lr-find --sweep runs on the stacked engine: {why}")
+        try:
+            result = lrfind.lr_sweep(spec, start=start, end=end, k=k, steps=steps)
+        except RuntimeError as e:  # the stacked group failed: its message, exit 1
+            raise SgdbenchError(f"sgdbench: lr-find --sweep failed: {e}") from None
         plot.draw_lr_find(
             picture,
             f"{grid.name}: final full-data loss after {steps} steps, {k} lrs (stacked)",
@@ -54,9 +62,12 @@ def main(
             ylabel="final full-data loss (diverged: missing)",
         )
         return _render_sweep(result, grid.name, picture, fmt)
-    test = lrfind.range_test(
-        spec, start=start, end=end, steps=steps, stop_factor=stop_factor, beta=beta
-    )
+    try:
+        test = lrfind.range_test(
+            spec, start=start, end=end, steps=steps, stop_factor=stop_factor, beta=beta
+        )
+    except ValueError as e:  # e.g. the grid asks for a device this machine lacks
+        raise UsageError(f"{grid_path}: {e}") from None
     plot.draw_lr_find(
         picture,
         f"{grid.name}: lr range test ({len(test.losses)} steps)",

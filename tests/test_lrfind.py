@@ -148,3 +148,16 @@ def test_bad_options_are_one_line_errors_and_write_nothing(
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_sweep_with_an_optimizer_the_stacked_engine_lacks_is_exit_2(
+    write_grid: Callable[..., Path], tmp_path: Path
+) -> None:
+    grid = write_grid(X_SQUARED.replace("lr = 0.1", 'lr = 0.1\n    optimizer = "lbfgs"'))
+    result = cli("lr-find", grid, "--sweep", "--k", "3", cwd=tmp_path)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"{grid}: lr-find --sweep runs on the stacked engine: the stacked engine implements "
+        "SGD, Adam, AdamW, RMSprop, Adagrad, not LBFGS"
+    )
+    assert not (tmp_path / "results").exists()

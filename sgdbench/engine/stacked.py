@@ -180,7 +180,7 @@ def _train_group(
         if pruner is not None:
             reached = [i for i, b in enumerate([*pruner.rungs, n_steps]) if b <= at]
             t.info["rung"] = reached[-1] if reached else None
-            if status != "pruned":
+            if status not in ("ok", "pruned"):  # failed its configuration: +inf from now on
                 pruner.retire(m)
 
     record_eval(list(range(n_members)), 0)
@@ -245,6 +245,9 @@ def _train_group(
                             f"reached target_loss {spec0.target_loss:g} at step {step}",
                         )
         if pruner is not None and rung is not None and not timeout:
+            for r, (status, _) in done.items():  # diverged in this very window: +inf already
+                if status != "ok":
+                    pruner.retire(active[r])
             alive = [r for r in range(len(active)) if r not in done]
             pruned = set(
                 pruner.decide([active[r] for r in alive], [result["train_loss"][r] for r in alive])
