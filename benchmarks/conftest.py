@@ -20,3 +20,11 @@ def devices() -> list[object]:
     """CPU always; CUDA as a parameter that skips where there is no GPU."""
     skip = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
     return ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, skip])]
+
+
+@pytest.fixture
+def rounds(request: pytest.FixtureRequest) -> int:
+    """Rounds for the ``benchmark.pedantic`` benchmarks: ``--benchmark-min-rounds`` (which
+    pytest-benchmark applies to the others), at least 3. More rounds steady the min that
+    ``make bench-compare`` gates on."""
+    return max(3, int(request.config.getoption("benchmark_min_rounds")))

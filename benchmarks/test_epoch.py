@@ -28,7 +28,7 @@ def grid_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     [case[:4] for case in CASES],
     ids=[f"{c[0]}-bs{c[1]}" for c in CASES],
 )
-def test_epoch(benchmark, grid_dir, loop, model, batch_size, n_samples, epochs):
+def test_epoch(benchmark, rounds, grid_dir, loop, model, batch_size, n_samples, epochs):
     spec = workloads.load_spec(
         workloads.write_grid(grid_dir, model, OPTIMIZER, batch_size, n_samples, epochs=epochs)
     )
@@ -42,4 +42,4 @@ def test_epoch(benchmark, grid_dir, loop, model, batch_size, n_samples, epochs):
     benchmark.group = f"epoch {model} bs={batch_size} ({spec.steps} steps)"
     benchmark.extra_info["steps"] = spec.steps
     call()  # warm-up
-    benchmark.pedantic(call, rounds=3, iterations=1)
+    benchmark.pedantic(call, rounds=rounds, iterations=1)

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from benchmarks import slowdown
 from sgdbench import optimizers
 from sgdbench.engine import eager, seeding
 from sgdbench.engine.trajectory import Trajectory
@@ -147,7 +148,14 @@ def torch_default_optimizer(
 
 
 def engine_epoch(spec: RunSpec) -> Trajectory:
-    """sgdbench's eager engine: the whole ``run`` call (build, train, evaluate at 0 and end)."""
+    """sgdbench's eager engine: the whole ``run`` call (build, train, evaluate at 0 and end).
+
+    With ``SGDBENCH_BENCH_SLOWDOWN=F`` set, each engine step costs F times as much
+    (``benchmarks/slowdown.py``): a known regression, to measure what the benchmark checks catch.
+    """
+    factor = slowdown.factor_from_env()
+    if factor > 1.0:
+        spec = slowdown.slowed_spec(spec, factor)
     traj = eager.run(spec)
     if traj.status not in ("ok", "diverged"):
         raise RuntimeError(f"engine run {traj.status}: {traj.message}")

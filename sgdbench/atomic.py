@@ -1,13 +1,15 @@
 """Atomic file writes: a temporary dot-name in the same folder, fsync, rename, fsync the folder.
 
 A reader (or a rerun after ``kill -9``) sees either the old file or the new one, never half of
-one; leftover temporaries start with "." and end in ".tmp" and are removed on the next run.
+one; leftover temporaries are named ``.<name>.<pid>.tmp`` and removed on the next run when
+``<name>`` is a file sgdbench writes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,5 +44,11 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def is_temporary(path: Path) -> bool:
-    return path.name.startswith(".") and path.name.endswith(".tmp")
+_TEMPORARY = re.compile(r"\.(?P<target>.+)\.[0-9]+\.tmp")
+
+
+def temporary_target(path: Path) -> str | None:
+    """The name of the file a temporary of ``atomic_write`` was to become (None if ``path`` is
+    not one): a leftover may be removed only when that name is one sgdbench writes."""
+    match = _TEMPORARY.fullmatch(path.name)
+    return match["target"] if match else None

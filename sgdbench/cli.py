@@ -51,6 +51,7 @@ class ReportFormat(StrEnum):
     markdown = "markdown"
     csv = "csv"
     json = "json"
+    html = "html"
 
 
 class PlotKind(StrEnum):
@@ -61,6 +62,8 @@ class PlotKind(StrEnum):
 
 class PlotX(StrEnum):
     step = "step"
+    samples = "samples"
+    epoch = "epoch"
     time = "time"
 
 
@@ -91,7 +94,7 @@ def _fail(e: BaseException, verbose: bool) -> typer.Exit:
 def run(
     grid: Annotated[Path, typer.Argument(help="grid file (TOML)")],
     out: Annotated[
-        Path | None, typer.Option("--out", help="results folder [results/<name>]")
+        str | None, typer.Option("--out", help="results folder [results/<name>]")
     ] = None,
     jobs: Annotated[
         int | None,
@@ -121,6 +124,14 @@ def run(
         bool, typer.Option("--dry-run", help="print the expanded runs only")
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="rerun runs already complete")] = False,
+    allow_new_problem: Annotated[
+        bool,
+        typer.Option(
+            "--allow-new-problem",
+            help="write into a results folder that holds another problem's runs (reports show "
+            "the newest grid's runs; --all shows both)",
+        ),
+    ] = False,
     fail_fast: Annotated[
         bool, typer.Option("--fail-fast", help="stop at the first failed run")
     ] = False,
@@ -149,7 +160,9 @@ def run(
             raise typer.Exit(EXIT_OK)
         from sgdbench.runner import run_grid
 
-        out_dir = out if out is not None else Path("results") / loaded.name
+        if out is not None and not out.strip():
+            raise UsageError("--out: empty folder name (it would write into the current folder)")
+        out_dir = Path(out) if out is not None else Path("results") / loaded.name
         outcome = run_grid(
             loaded,
             out_dir,
@@ -159,6 +172,7 @@ def run(
             fail_fast=fail_fast,
             max_consecutive_failures=max_consecutive_failures,
             progress=not quiet,
+            allow_new_problem=allow_new_problem,
         )
     except KeyboardInterrupt:
         print("sgdbench: interrupted; finished runs are kept", file=sys.stderr)
@@ -168,6 +182,8 @@ def run(
     counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.counts.items()))
     ran = sum(outcome.counts.values())
     print(f"sgdbench: {ran} run(s) into {out_dir}: {counts or 'nothing to do'}", file=sys.stderr)
+    for why, n in outcome.skipped.items():  # one line per reason: a 100-run grid says it once
+        print(f"  skipped {n} run(s): {why}", file=sys.stderr)
     for run_id, message in outcome.stalled:
         print(f"  stalled {run_id}: {message}", file=sys.stderr)
     for run_id, message in outcome.failures:
@@ -245,8 +261,14 @@ def report(
         ),
     ] = False,
     fmt: Annotated[
-        ReportFormat, typer.Option("--format", help="table | markdown | csv | json")
+        ReportFormat, typer.Option("--format", help="table | markdown | csv | json | html")
     ] = ReportFormat.table,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="write to this file (default: stdout; html: DIR/report.html)"
+        ),
+    ] = None,
     sort: Annotated[
         str | None,
         typer.Option(help="sort by this column (-COL: descending), e.g. steps_to_target"),
@@ -254,28 +276,57 @@ def report(
     target_loss: Annotated[
         float | None, typer.Option(help="recompute time to target for this loss, from the evals")
     ] = None,
+    all_versions: Annotated[
+        bool,
+        typer.Option("--all", help="runs of every grid version, not only the current grid's"),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Summarize a results folder: one row per configuration, median and IQR over seeds.
 
     Example: sgdbench report results/quickstart --best --format markdown
+    Example: sgdbench report results/quickstart --format html --out report.html
     """
     try:
         from sgdbench import report as report_mod
 
-        color = fmt is ReportFormat.table and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-        text = report_mod.render(
-            results,
-            by=by,
-            best=best,
-            fmt=fmt.value,
-            sort=sort,
-            target_loss=target_loss,
-            color=color,
-        )
+        if fmt is ReportFormat.html:
+            from sgdbench.html_report import render_html
+
+            out = out if out is not None else results / "report.html"
+            text = render_html(
+                results,
+                by=by,
+                best=best,
+                sort=sort,
+                target_loss=target_loss,
+                all_versions=all_versions,
+            )
+        else:
+            color = out is None and fmt is ReportFormat.table and sys.stdout.isatty()
+            text = report_mod.render(
+                results,
+                by=by,
+                best=best,
+                fmt=fmt.value,
+                sort=sort,
+                target_loss=target_loss,
+                color=color and not os.environ.get("NO_COLOR"),
+                all_versions=all_versions,
+            )
     except SgdbenchError as e:
         raise _fail(e, verbose) from None
-    sys.stdout.write(text)
+    if out is None:
+        sys.stdout.write(text)
+        return
+    from sgdbench.atomic import atomic_write_text
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, text)
+    except OSError as e:
+        raise _fail(UsageError(f"--out: {out}: {e.strerror or e}"), verbose) from None
+    print(f"sgdbench: wrote {out}", file=sys.stderr)
 
 
 @app.command()
@@ -289,7 +340,11 @@ def plot(
         typer.Option("--out", "-o", help="picture file, .png/.svg/.pdf [DIR/plots/KIND.png]"),
     ] = None,
     x: Annotated[
-        PlotX, typer.Option("--x", help="curves and speed: steps or training seconds")
+        PlotX,
+        typer.Option(
+            "--x",
+            help="x axis: step | samples (compare batch sizes) | epoch (curves) | time (seconds)",
+        ),
     ] = PlotX.step,
     metric: Annotated[
         PlotMetric, typer.Option(help="lr plot: final or best training loss")
@@ -300,6 +355,10 @@ def plot(
     ] = None,
     best: Annotated[
         bool, typer.Option("--best", help="only the best lr per optimizer x batch size x device")
+    ] = False,
+    all_versions: Annotated[
+        bool,
+        typer.Option("--all", help="runs of every grid version, not only the current grid's"),
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -318,6 +377,7 @@ def plot(
             metric=metric.value,
             smooth=smooth,
             best=best,
+            all_versions=all_versions,
         )
     except SgdbenchError as e:
         raise _fail(e, verbose) from None
@@ -334,6 +394,10 @@ def compare(
     fmt: Annotated[
         CompareFormat, typer.Option("--format", help="table | markdown | json")
     ] = CompareFormat.table,
+    all_versions: Annotated[
+        bool,
+        typer.Option("--all", help="runs of every grid version, not only the current grid's"),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Compare two results folders configuration by configuration; exit 1 on a regression.
@@ -347,7 +411,7 @@ def compare(
             fmt is CompareFormat.table and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
         )
         text, regressed = compare_mod.render(
-            base, new, threshold=threshold, fmt=fmt.value, color=color
+            base, new, threshold=threshold, fmt=fmt.value, color=color, all_versions=all_versions
         )
     except SgdbenchError as e:
         raise _fail(e, verbose) from None

@@ -124,10 +124,13 @@ class Comparison:
         )
 
 
-def compare(base_dir: Path, new_dir: Path, threshold: float) -> Comparison:
-    """Match the configurations of two results folders and compute the changes."""
-    base_runs = report.load_runs(Path(base_dir), extra_columns=["spec"])
-    new_runs = report.load_runs(Path(new_dir), extra_columns=["spec"])
+def compare(
+    base_dir: Path, new_dir: Path, threshold: float, all_versions: bool = False
+) -> Comparison:
+    """Match the configurations of two results folders and compute the changes (of each
+    folder's current grid version, unless ``all_versions``)."""
+    base_runs = report.load_runs(Path(base_dir), extra_columns=["spec"], all_versions=all_versions)
+    new_runs = report.load_runs(Path(new_dir), extra_columns=["spec"], all_versions=all_versions)
     names = list(dict.fromkeys([*report.axis_names(base_runs), *report.axis_names(new_runs)]))
     names = names or ["optimizer", "lr"]
     # Same axis values on another problem (or optimizer, or batch size) is not the same run.
@@ -315,9 +318,10 @@ def render(
     fmt: str = "table",
     color: bool = False,
     width: int = 100,
+    all_versions: bool = False,
 ) -> tuple[str, bool]:
     """(text, regressed): the comparison in ``fmt`` and whether anything regressed."""
-    comp = compare(Path(base), Path(new), parse_threshold(threshold))
+    comp = compare(Path(base), Path(new), parse_threshold(threshold), all_versions)
     if fmt == "json":
         text = to_json(comp, base, new)
     elif fmt == "markdown":

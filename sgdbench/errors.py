@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 def describe(e: BaseException) -> str:
     """``Type: first line of the message``: how a failed run's message is written."""
@@ -47,3 +50,12 @@ class KeyedError(ValueError):
         self.key = key
         self.message = message
         super().__init__(f"{key}: {message}")
+
+
+def did_you_mean(word: str, options: Iterable[str]) -> str:
+    """``"; did you mean batch_size?"`` for the closest of ``options``, or "" when none is close.
+
+    Appended to every "unknown key" message, so a misspelled key names its likely intent.
+    """
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""

@@ -85,6 +85,12 @@ class Pruner:
         """The rung index decided at ``step``, or None."""
         return self.rungs.index(step) if step in self.rungs else None
 
+    def reached(self, step: int, total_steps: int) -> int | None:
+        """The last rung a member that stopped at ``step`` reached (``len(rungs)``: the full
+        budget ``total_steps``), or None before the first."""
+        passed = [k for k, budget in enumerate([*self.rungs, total_steps]) if budget <= step]
+        return passed[-1] if passed else None
+
     def retire(self, member: int) -> None:
         """A member that stopped by itself (diverged, stalled, failed): scores +inf from now."""
         self.retired.add(member)
@@ -103,19 +109,25 @@ class Pruner:
         return [m for m in active if self.config_ids[m] not in keep]
 
 
-def rung_summary(results: Any) -> str:
+def rung_summary(results: Any, all_versions: bool = False) -> str:
     """One line for the report of the results folder ``results``: the rungs, how many
     configurations reached each, and the steps trained against the full grid's. Empty for
-    results without halving."""
+    results without halving. Only the runs of the folder's current grid version, unless
+    ``all_versions`` (as the report's table)."""
     import json
     from pathlib import Path
 
-    import pyarrow.parquet as pq
+    from sgdbench.store import read_manifest, read_schema_names, read_table
 
     path = Path(results) / "runs.parquet"
-    if "rung" not in pq.read_schema(path).names:
+    names = read_schema_names(path)
+    if "rung" not in names:
         return ""
-    runs = pq.read_table(path, columns=["config_id", "search", "rung", "steps", "spec"]).to_pandas()
+    columns = ["config_id", "search", "rung", "steps", "spec"]
+    runs = read_table(path, columns + (["grid_id"] if "grid_id" in names else [])).to_pandas()
+    current = (read_manifest(Path(results)) or {}).get("current_grid")
+    if not all_versions and current is not None and "grid_id" in runs:
+        runs = runs[runs["grid_id"] == current]
     halved = runs[runs["search"] == "halving"]
     if halved.empty:
         return ""

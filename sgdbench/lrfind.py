@@ -112,7 +112,9 @@ def range_test(
     ``beta``: the smoothing factor; by default ``DEFAULT_BETA`` for minibatches and 0 (raw) for
     full-batch runs, whose loss has no sampling noise to average and whose blow-up a lagging
     average would only report late."""
-    from sgdbench.engine.eager import Batches, _run_context, make_update, resolve_device
+    from sgdbench.engine.batches import Batches
+    from sgdbench.engine.context import resolve_device, run_context
+    from sgdbench.engine.eager import make_update
     from sgdbench.optimizers import build_optimizer, needs_closure
     from sgdbench.problems.factory import build_for_run
 
@@ -126,7 +128,7 @@ def range_test(
     device, why = resolve_device(spec.device)
     if device is None:
         raise ValueError(why)
-    with _run_context(spec, device):  # the run's seeds and thread count, restored after
+    with run_context(spec, device):  # the run's seeds and thread count, restored after
         problem = build_for_run(spec)
         problem.to(device)
         optimizer, _ = build_optimizer(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,17 +78,23 @@ DIAGNOSED = ("too_slow", "oscillating", "plateau")
 
 
 def load_runs(
-    results: Path, *, extra_columns: Sequence[str] = (), target_loss: float | None = None
+    results: Path,
+    *,
+    extra_columns: Sequence[str] = (),
+    target_loss: float | None = None,
+    all_versions: bool = False,
 ) -> pd.DataFrame:
-    """runs.parquet (only the columns a report needs), with one column per grid axis.
+    """runs.parquet (only the columns a report needs), with one column per grid axis: what
+    ``report``, ``plot`` and ``compare`` read.
 
+    Only the runs of the folder's current grid version, unless ``all_versions``; how many were
+    left out is said on stderr. With ``all_versions``, the grid fields that differ between
+    versions become axes (e.g. ``train.epochs``), so runs of different versions never merge.
     With ``target_loss``, the steps/samples/seconds to target are recomputed from the stored
     evaluations by ``metrics.target_metrics``, the one definition of convergence speed.
-    Raises ``UsageError`` (exit 2) for a missing or empty results folder.
+    Raises ``UsageError`` (exit 2) for a missing, empty or unreadable results folder.
     """
-    import pyarrow.parquet as pq
-
-    from sgdbench.store import RUN_SCHEMA, RUNS_FILE
+    from sgdbench.store import RUN_SCHEMA, RUNS_FILE, read_manifest, read_schema_names, read_table
 
     results = Path(results)
     path = results / RUNS_FILE
@@ -95,21 +102,69 @@ def load_runs(
         raise UsageError(f"{results}: no such results folder (run a grid: sgdbench run GRID)")
     if not path.exists():
         raise UsageError(f"{results}: no {RUNS_FILE} here (run a grid first: sgdbench run GRID)")
-    wanted = list(dict.fromkeys([*RUN_COLUMNS, *extra_columns]))
+    manifest = read_manifest(results) or {}
+    wanted = list(dict.fromkeys([*RUN_COLUMNS, *extra_columns, "grid_id"]))
     if target_loss is not None:
         wanted.append("spec")
-    present = set(pq.read_schema(path).names)
+    present = set(read_schema_names(path))
     columns = [c for c in wanted if c in present]
-    runs = pq.read_table(path, columns=columns).to_pandas()
-    if runs.empty:
-        raise UsageError(f"{results}: {RUNS_FILE} has no runs")
+    runs = read_table(path, columns).to_pandas()
     for c in wanted:  # an older runs.parquet may lack a column: treat it as empty
         if c not in runs:
             runs[c] = pd.Series([None] * len(runs), dtype=_pandas_dtype(RUN_SCHEMA, c))
     runs["axes_dict"] = [json.loads(a) if a else {} for a in runs["axes"]]
+    current = manifest.get("current_grid")
+    if all_versions:
+        _version_axes(results, runs)
+    elif current is not None:
+        keep = (runs["grid_id"] == current).to_numpy()
+        left_out = int((~keep).sum())
+        if left_out:
+            print(
+                f"sgdbench: {results}: left out {left_out} run(s) of older grid versions "
+                "(--all shows them)",
+                file=sys.stderr,
+            )
+        runs = runs[keep].reset_index(drop=True)
+    if runs.empty:
+        hint = " of its current grid (--all shows older ones)" if current is not None else ""
+        raise UsageError(f"{results}: {RUNS_FILE} has no runs{hint}")
     if target_loss is not None:
         runs = recompute_targets(results, runs, target_loss)
     return runs
+
+
+# Grid fields that are never version columns: the axes already are columns, the name is the same.
+_NOT_VERSION_FIELDS = ("name", "grid", "include", "exclude")
+
+
+def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if not prefix and key in _NOT_VERSION_FIELDS:
+            continue
+        if isinstance(value, dict):
+            out |= _flatten(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _version_axes(results: Path, runs: pd.DataFrame) -> None:
+    """Add, as axes of each run, the grid fields that differ between the versions present
+    (a run of a folder older than grid versions gets "-")."""
+    from sgdbench.store import grid_versions
+
+    versions = grid_versions(results)
+    fields = {g: _flatten(versions.get(g, {})) for g in runs["grid_id"].dropna().unique()}
+    if len(fields) + int(runs["grid_id"].isna().any()) < 2:
+        return  # one version: nothing to tell apart
+    keys = dict.fromkeys(k for f in fields.values() for k in f)
+    differing = [k for k in keys if len({json.dumps(f.get(k)) for f in fields.values()}) > 1]
+    for axes, gid in zip(runs["axes_dict"], runs["grid_id"], strict=True):
+        for k in differing:
+            axes[k] = fields[gid].get(k) if isinstance(gid, str) else None
+        axes["grid_id"] = gid if isinstance(gid, str) else None
 
 
 def _pandas_dtype(schema: Any, column: str) -> str:
@@ -122,27 +177,20 @@ def _pandas_dtype(schema: Any, column: str) -> str:
 def recompute_targets(results: Path, runs: pd.DataFrame, target_loss: float) -> pd.DataFrame:
     """Steps, samples and seconds to ``target_loss`` for every run, from ``evals/``, and the
     learning-rate verdict against that target."""
-    import pyarrow.dataset as ds
-
     from sgdbench.diagnose import verdict
     from sgdbench.metrics import target_metrics
     from sgdbench.spec import RunSpec
-    from sgdbench.store import EVALS_DIR
+    from sgdbench.store import EVALS_DIR, read_files
 
     if not math.isfinite(target_loss):
         raise UsageError(f"--target-loss must be a finite number, got {target_loss}")
     evals_dir = Path(results) / EVALS_DIR
-    files = sorted(evals_dir.glob("*.parquet")) if evals_dir.is_dir() else []
-    if files:
-        evals = (
-            ds.dataset([str(f) for f in files], format="parquet")
-            .to_table(columns=["run_id", "step", "time_s", "train_loss"])
-            .to_pandas()
-            .sort_values(["run_id", "step"], kind="stable")
-        )
-        by_run = {rid: g for rid, g in evals.groupby("run_id", sort=False)}
-    else:
-        by_run = {}
+    files = [evals_dir / f"{rid}.parquet" for rid in runs["run_id"]]
+    evals = read_files(
+        [f for f in files if f.exists()], ["run_id", "step", "time_s", "train_loss"]
+    ).to_pandas()
+    evals = evals.sort_values(["run_id", "step"], kind="stable")
+    by_run = {rid: g for rid, g in evals.groupby("run_id", sort=False)}
     runs = runs.copy()
     out: dict[str, list[Any]] = {c: [] for c in (*TARGET_COLUMNS, "verdict", "verdict_detail")}
     for rid, spec_json, status, cosine in zip(
@@ -765,13 +813,16 @@ def build(
     best: bool = False,
     sort: str | None = None,
     target_loss: float | None = None,
+    all_versions: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame, Headline]:
     """(runs, summary table, headline) for a results folder: what every format prints."""
     group_by = parse_columns(by)
     if best and group_by:
         raise UsageError("--best and --by do not mix: --best groups by optimizer × batch size")
     extra = [c for c in group_by if c in BY_COLUMNS]
-    runs = load_runs(Path(results), extra_columns=extra, target_loss=target_loss)
+    runs = load_runs(
+        Path(results), extra_columns=extra, target_loss=target_loss, all_versions=all_versions
+    )
     choices = list(dict.fromkeys([*axis_names(runs), *BY_COLUMNS]))
     unknown = [c for c in group_by if c not in choices]
     if unknown:
@@ -794,13 +845,16 @@ def render(
     target_loss: float | None = None,
     color: bool = False,
     width: int = 100,
+    all_versions: bool = False,
 ) -> str:
     """The report of a results folder as text in ``fmt`` (table, markdown, csv, json)."""
     results = Path(results)
-    _, table, head = build(results, by=by, best=best, sort=sort, target_loss=target_loss)
+    _, table, head = build(
+        results, by=by, best=best, sort=sort, target_loss=target_loss, all_versions=all_versions
+    )
     from sgdbench.halving import rung_summary
 
-    rungs = rung_summary(results)  # successive halving's rungs; "" for other grids
+    rungs = rung_summary(results, all_versions)  # halving's rungs; "" for other grids
     what = "group(s)" if by else "configuration(s)"
     title = f"{results.name}: {len(table)} {what}" + (" — best lr" if best else "")
     if fmt == "json":

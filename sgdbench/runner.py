@@ -34,6 +34,7 @@ class GridOutcome:
     counts: Counter[str] = field(default_factory=Counter)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (run_id, message)
     stalled: list[tuple[str, str]] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)  # why -> runs skipped for it
     stopped_early: str = ""  # why the grid stopped before its end (--fail-fast, a failure storm)
     interrupted: bool = False  # Ctrl-C
 
@@ -44,9 +45,14 @@ class GridOutcome:
         return 1 if self.counts["failed"] else 0
 
 
-def prepare_out_dir(out_dir: Path) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"{out_dir}: results folder is a file, not a folder")
+def prepare_out_dir(out_dir: Path, grid: Grid, allow_new_problem: bool = False) -> None:
+    """Check, before anything is written, that ``grid`` may write into ``out_dir`` (a new or
+    empty folder, or an sgdbench results folder of the same problem), then create it."""
+    from sgdbench.store import ResultsStore
+
+    store = ResultsStore(out_dir)
+    store.check_writable()
+    store.check_problem(grid.runs, allow_new_problem)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -58,9 +64,12 @@ def pending_runs(grid: Grid, completed: set[str], force: bool) -> list[RunSpec]:
 
 
 class StopFlag:
-    """Set by the first Ctrl-C. Serially, the current run stops at its next window boundary
-    (keeping a checkpoint if it makes them); with worker processes or Dask, runs in flight are
-    abandoned (and resume from their last periodic checkpoint). A second Ctrl-C aborts at once."""
+    """Set by the first Ctrl-C or SIGTERM (a SIGTERM is a Ctrl-C: same stop, same exit 130).
+    Serially, the current run stops at its next window boundary (keeping a checkpoint if it
+    makes them); with worker processes or Dask, runs in flight are abandoned (and resume from
+    their last periodic checkpoint). A second signal aborts at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.set = False
@@ -71,22 +80,24 @@ class StopFlag:
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
         def handler(signum: int, frame: FrameType | None) -> None:
+            if self.set:
+                raise KeyboardInterrupt  # the second one: abort now (the finally blocks run)
             self.set = True
-            signal.signal(signal.SIGINT, signal.default_int_handler)
             print(
                 "\nsgdbench: stopping; finished runs are kept (Ctrl-C again to abort)",
                 file=sys.stderr,
             )
 
         try:
-            previous = signal.signal(signal.SIGINT, handler)
+            previous = {signum: signal.signal(signum, handler) for signum in self.SIGNALS}
         except ValueError:  # not the main thread: leave signals alone
             yield
             return
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for signum, old in previous.items():
+                signal.signal(signum, old)
 
 
 def run_grid(
@@ -99,11 +110,14 @@ def run_grid(
     fail_fast: bool = False,
     max_consecutive_failures: int = 0,
     progress: bool = True,
+    allow_new_problem: bool = False,
 ) -> GridOutcome:
-    """Run every pending run of ``grid`` into ``out_dir`` on ``executor`` (see ``executors``)."""
+    """Run every pending run of ``grid`` into ``out_dir`` on ``executor`` (see ``executors``).
+
+    A folder holding another problem's runs is refused unless ``allow_new_problem``."""
     from sgdbench.lock import ResultsLock
 
-    prepare_out_dir(out_dir)
+    prepare_out_dir(out_dir, grid, allow_new_problem)
     try:
         with ResultsLock(out_dir):
             return _run_locked(
@@ -115,6 +129,7 @@ def run_grid(
                 fail_fast=fail_fast,
                 max_consecutive_failures=max_consecutive_failures,
                 progress=progress,
+                allow_new_problem=allow_new_problem,
             )
     except OSError as e:
         where = e.filename or out_dir
@@ -133,6 +148,7 @@ def _run_locked(
     fail_fast: bool,
     max_consecutive_failures: int,
     progress: bool,
+    allow_new_problem: bool,
 ) -> GridOutcome:
     from tqdm import tqdm
 
@@ -142,6 +158,10 @@ def _run_locked(
     from sgdbench.store import ResultsStore
 
     store = ResultsStore(out_dir)
+    # Checked again under the lock: another run may have written here since.
+    store.check_writable()
+    store.check_problem(grid.runs, allow_new_problem)
+    grid_version = store.adopt(grid.text, grid.runs)
     store.create()
     store.clean_orphans()
     environment = env.collect(grid.path.resolve().parent)
@@ -152,9 +172,8 @@ def _run_locked(
         dataclasses.replace(s, checkpoint_dir=ckpt_dir) if s.checkpoint_every else s for s in todo
     ]
     if force:
-        # From scratch, not from a checkpoint; and un-commit the old rows first, so that a crash
-        # while their files are being rewritten leaves orphans, not rows that lie.
-        store.forget([spec.run_id for spec in todo])
+        # From scratch, not from a checkpoint. The old rows stay until each new run commits
+        # (the store stages the new files): a kill half way loses no run.
         for spec in todo:
             checkpoint.remove(spec)
     outcome = GridOutcome(total=len(grid.runs), already_complete=len(grid.runs) - len(todo))
@@ -188,12 +207,16 @@ def _run_locked(
                 plan(todo), stop, options=options or ExecutorOptions(), activity=activity
             )
             for spec, traj in results:
-                pending.add(spec, store.write_run_files(spec, traj, environment["git_sha"]))
+                pending.add(
+                    spec, store.write_run_files(spec, traj, environment["git_sha"], grid_version)
+                )
                 outcome.counts[traj.status] += 1
                 if traj.status == "failed":
                     outcome.failures.append((traj.run_id, traj.message))
                 elif traj.status == "stalled":
                     outcome.stalled.append((traj.run_id, traj.message))
+                elif traj.status == "skipped":
+                    outcome.skipped[traj.message] += 1
                 show_notes()
                 postfix: dict[str, int] = dict(sorted(outcome.counts.items()))
                 if executor != "serial":

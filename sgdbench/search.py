@@ -27,9 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from sgdbench.errors import KeyedError
+from sgdbench.errors import KeyedError, did_you_mean
 
 DISTRIBUTIONS = ("loguniform", "uniform", "choice")
+# Every trial is at least one run, so more trials than spec.MAX_RUNS could never run; refusing
+# here keeps a typo (trials = 1e9) from drawing the points first.
+MAX_TRIALS = 100_000
 SAMPLERS = ("random", "sobol", "halton")
 METHODS = (*SAMPLERS, "halving")
 SEARCH_KEYS: dict[str, str] = {
@@ -148,14 +151,19 @@ class SearchPlan:
         self,
         axes: dict[str, list[tuple[Any, str]]],
         expand_plain: Any,
+        check_count: Any = None,
     ) -> list[dict[str, tuple[Any, str]]]:
         """Cross the plain axes (expanded by ``expand_plain``, which applies exclude/include)
-        with the trials: each trial's sampled values, located at ``grid.<key>[trial]``."""
+        with the trials: each trial's sampled values, located at ``grid.<key>[trial]``.
+        ``check_count(n)`` is called with the number of runs before they are built (it raises
+        when there are too many)."""
         if not self.distributions:
             return expand_plain(axes)
         sampled = {k: axes[k] for k in self.keys}
         plain = {k: v for k, v in axes.items() if k not in sampled}
         combos = expand_plain(plain) if plain else [{}]
+        if check_count is not None:
+            check_count(len(combos) * len(self.trials))
         return [
             {**combo, **{k: sampled[k][i] for k in self.keys}}
             for i in range(len(self.trials))
@@ -183,7 +191,10 @@ def plan(search: Any, grid: dict[str, Any]) -> SearchPlan:
     search = search or {}
     for key in search:
         if key not in SEARCH_KEYS:
-            raise KeyedError(f"search.{key}", f"unknown key (allowed: {', '.join(SEARCH_KEYS)})")
+            hint = did_you_mean(key, SEARCH_KEYS)
+            raise KeyedError(
+                f"search.{key}", f"unknown key{hint} (allowed: {', '.join(SEARCH_KEYS)})"
+            )
     distributions = tuple(parse_distribution(k, v) for k, v in grid.items() if is_distribution(v))
     if not search:
         if distributions:
@@ -223,6 +234,10 @@ def plan(search: Any, grid: dict[str, Any]) -> SearchPlan:
         if "trials" not in search:
             raise KeyedError("search.trials", "required: the number of sampled configurations")
         trials_n = _int("search.trials", search["trials"], 1)
+        if trials_n > MAX_TRIALS:
+            raise KeyedError(
+                "search.trials", f"{trials_n:_} trials, more than the limit of {MAX_TRIALS:_}"
+            )
     elif "trials" in search:
         raise KeyedError("search.trials", "needs a distribution in [grid] to sample")
     trials: tuple[tuple[Any, ...], ...] = ()

@@ -22,7 +22,8 @@ from typing import Any
 
 from sgdbench import SCHEMA_VERSION
 from sgdbench import search as search_mod
-from sgdbench.errors import GridError, KeyedError
+from sgdbench.errors import GridError, KeyedError, did_you_mean
+from sgdbench.problems.registry import FLOAT32_MAX, MAX_SEED
 
 TOP_KEYS = (
     "name",
@@ -64,7 +65,15 @@ TRAIN_KEYS: dict[str, tuple[Any, str]] = {
     "save_model": (False, "save the final model state to models/<run_id>.pt"),
 }
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # used with fullmatch: no trailing newline
+# Limits (README, "Grid file"). The name is a folder name (255 bytes on most file systems, and
+# files inside it add their own names); runs and steps are counted before anything is allocated.
+MAX_NAME_LENGTH = 100
+MAX_RUNS = 100_000
+MAX_STEPS = 100_000_000  # every step is a row of steps/ and a slot of the in-memory loss buffer
+MAX_SECONDS = 10_000_000.0  # about 116 days
+MAX_THREADS = 1024
+MAX_DEPTH = 16  # nesting of tables and arrays: no valid grid needs more than 3
 _DEVICE_RE = re.compile(r"^(cpu|auto|cuda(:\d+)?)$")
 
 
@@ -210,6 +219,7 @@ class _ProblemFacts:
     n_samples: int
     function: bool
     n_params: int
+    drop_last: bool
 
 
 @dataclass(frozen=True)
@@ -233,20 +243,61 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
-def _int(v: Any, minimum: int) -> int:
+def _int(v: Any, minimum: int, maximum: int = MAX_STEPS) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
         raise ValueError(f"must be an integer, got {v!r}")
     if v < minimum:
         raise ValueError(f"must be >= {minimum}, got {v}")
+    if v > maximum:
+        raise ValueError(f"must be <= {maximum:_}, got {v:_}")
     return v
 
 
-def _positive(v: Any) -> float:
+def _float32(v: Any) -> float:
+    """A finite number that fits a float32 (lr, losses and hyperparameters become float32)."""
     if not _is_number(v):
         raise ValueError(f"must be a number, got {v!r}")
-    if not math.isfinite(v) or v <= 0:
-        raise ValueError(f"must be > 0, got {v}")
+    if not math.isfinite(v) or abs(v) > FLOAT32_MAX:
+        raise ValueError(f"must be a finite number within float32 range (3.4e38), got {v}")
     return float(v)
+
+
+def _positive(v: Any, maximum: float = FLOAT32_MAX) -> float:
+    """A number in (0, maximum]; the default maximum is the largest float32."""
+    if not _is_number(v):
+        raise ValueError(f"must be a number, got {v!r}")
+    if math.isnan(v) or v <= 0:
+        raise ValueError(f"must be > 0, got {v}")
+    if v > maximum:
+        what = " (the float32 range)" if maximum == FLOAT32_MAX else ""
+        raise ValueError(f"must be <= {maximum:.3g}{what}, got {v:g}")
+    return float(v)
+
+
+def _unknown_key(key: str, allowed: Any) -> str:
+    """The message for a key that is not one of ``allowed``, with the closest as a hint."""
+    name = key.rpartition(".")[2]
+    return f"unknown key{did_you_mean(name, allowed)} (allowed: {', '.join(allowed)})"
+
+
+def _too_deep(value: Any, key: str, depth: int = 0) -> str | None:
+    """The key under which ``value`` nests tables or arrays more than ``MAX_DEPTH`` deep."""
+    if depth > MAX_DEPTH:
+        return key
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = ((f"[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for k, v in items:
+        sub = key  # name only the outer two levels: a deep value's path is hundreds of keys long
+        if depth < 2:
+            sub = f"{key}{k}" if k.startswith("[") else (f"{key}.{k}" if key else k)
+        found = _too_deep(v, sub, depth + 1)
+        if found is not None:
+            return found
+    return None
 
 
 def _bool(v: Any) -> bool:
@@ -286,7 +337,7 @@ class _Ctx:
 def _check_train(ctx: _Ctx, train: dict[str, Any]) -> dict[str, Any]:
     for key in train:
         if key not in TRAIN_KEYS:
-            raise ctx.fail(f"train.{key}", f"unknown key (allowed: {', '.join(TRAIN_KEYS)})")
+            raise ctx.fail(f"train.{key}", _unknown_key(key, TRAIN_KEYS))
     out = {key: train.get(key, default) for key, (default, _) in TRAIN_KEYS.items()}
     if (out["epochs"] is None) == (out["steps"] is None):
         which = "both" if out["epochs"] is not None else "neither"
@@ -298,7 +349,7 @@ def _check_train(ctx: _Ctx, train: dict[str, Any]) -> dict[str, Any]:
         out[key] = ctx.check(f"train.{key}", _bool, out[key])
     init = out["init"]
     if isinstance(init, list):
-        if not init or not all(_is_number(v) and math.isfinite(v) for v in init):
+        if not init or not all(_is_number(v) and abs(v) <= FLOAT32_MAX for v in init):
             raise ctx.fail(
                 "train.init", f"must be a non-empty list of finite numbers, got {init!r}"
             )
@@ -308,16 +359,18 @@ def _check_train(ctx: _Ctx, train: dict[str, Any]) -> dict[str, Any]:
             "train.init", f'must be "default", "zeros" or a list of numbers, got {init!r}'
         )
     if out["target_loss"] is not None:
-        if not _is_number(out["target_loss"]) or not math.isfinite(out["target_loss"]):
-            raise ctx.fail("train.target_loss", f"must be a number, got {out['target_loss']!r}")
-        out["target_loss"] = float(out["target_loss"])
+        out["target_loss"] = ctx.check("train.target_loss", _float32, out["target_loss"])
     if out["eval_every"] is not None:
         out["eval_every"] = ctx.check("train.eval_every", _int, out["eval_every"], 0)
     if out["max_seconds"] is not None:
-        out["max_seconds"] = ctx.check("train.max_seconds", _positive, out["max_seconds"])
+        out["max_seconds"] = ctx.check(
+            "train.max_seconds", _positive, out["max_seconds"], MAX_SECONDS
+        )
     factor = out["divergence_factor"]
-    if not _is_number(factor) or not factor > 1:
-        raise ctx.fail("train.divergence_factor", f"must be a number > 1, got {factor!r}")
+    if not _is_number(factor) or not 1 < factor <= FLOAT32_MAX:
+        raise ctx.fail(
+            "train.divergence_factor", f"must be a number > 1 within float32 range, got {factor!r}"
+        )
     out["divergence_factor"] = float(factor)
     from sgdbench.optimizers import IMPLS
 
@@ -342,7 +395,7 @@ def _check_train(ctx: _Ctx, train: dict[str, Any]) -> dict[str, Any]:
     if out["threads"] != "auto":
         # One thread by default: small models are fastest on one, OpenMP threads spinning against
         # a busy machine made steps 10-30x slower, and the thread count can change reductions.
-        out["threads"] = ctx.check("train.threads", _int, out["threads"], 1)
+        out["threads"] = ctx.check("train.threads", _int, out["threads"], 1, MAX_THREADS)
     if out["stop_at_target"] and out["target_loss"] is None:
         raise ctx.fail("train.stop_at_target", "needs train.target_loss")
     return out
@@ -375,12 +428,19 @@ def _check_presets(ctx: _Ctx, table: dict[str, Any]) -> dict[str, tuple[str, dic
             raise ctx.fail(f"{key}.type", f"unknown torch.optim class {cls!r}")
         cls = opt.optimizer_class(cls).__name__
         kwargs = {}
+        accepted = opt.keyword_defaults(cls)
         for k, v in body.items():
             if k == "type":
                 continue
             if k == "lr":
                 raise ctx.fail(f"{key}.lr", "set learning rates in [grid] (lr = [...])")
-            kwargs[k] = ctx.check(f"{key}.{k}", opt.normalize_kwarg, cls, k, v)
+            if k not in accepted:
+                raise ctx.fail(
+                    f"{key}.{k}",
+                    f"not a keyword of torch.optim.{cls}{did_you_mean(k, accepted)} "
+                    f"(accepted: {', '.join(accepted)})",
+                )
+            kwargs[k] = ctx.check(f"{key}.{k}", _optimizer_value, cls, k, v)
         presets[name] = (cls, kwargs)
     return presets
 
@@ -395,8 +455,61 @@ def _resolve_optimizer(
     if name.lower() in opt.optimizer_classes():
         return opt.optimizer_class(name).__name__, {}
     known = sorted(set(presets) | {c.__name__ for c in opt.optimizer_classes().values()})
+    hint = did_you_mean(name, [*presets, *opt.optimizer_classes()])
     raise ValueError(
-        f"unknown optimizer {name!r} (torch.optim classes or presets: {', '.join(known)})"
+        f"unknown optimizer {name!r}{hint} (torch.optim classes or presets: {', '.join(known)})"
+    )
+
+
+def _optimizer_value(cls: str, key: str, value: Any) -> Any:
+    """``normalize_kwarg``, and numbers (alone or in a tuple such as betas) must fit float32."""
+    from sgdbench import optimizers as opt
+
+    value = opt.normalize_kwarg(cls, key, value)
+    for v in value if isinstance(value, tuple) else (value,):
+        if _is_number(v):
+            _float32(v)
+    return value
+
+
+def _blame_optimizer_value(cls: str, lr: float, kwargs: dict[str, Any]) -> str | None:
+    """The keyword whose value alone makes torch refuse to build ``cls``, so the error names
+    it (``grid.momentum``) rather than the optimizer; None when only a combination fails."""
+    from sgdbench import optimizers as opt
+
+    if opt.optimizer_class(cls).__name__ in opt.UNSUPPORTED:
+        return None  # the class itself is refused, whatever its keywords
+    for key, value in kwargs.items():
+        try:
+            opt.check_constructible(cls, lr, {key: value})
+        except ValueError:
+            return key
+    return None
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """An allocation failure: MemoryError, or torch's RuntimeError from its allocator."""
+    text = str(e).lower()
+    return isinstance(e, MemoryError) or (
+        isinstance(e, RuntimeError) and ("alloc" in text or "out of memory" in text)
+    )
+
+
+def _grid_keys() -> list[str]:
+    """Every key [grid] accepts: the fixed axes and any keyword of a torch.optim class."""
+    from sgdbench import optimizers as opt
+
+    keywords = {k for name in opt.optimizer_classes() for k in opt.keyword_defaults(name)}
+    return [*FIXED_AXES, *sorted(keywords)]
+
+
+def _check_grid_key(key: str, known: list[str]) -> None:
+    """A [grid] key that no optimizer accepts is a misspelling, not an optimizer mismatch."""
+    if key.startswith("problem.") or key in known:
+        return
+    raise ValueError(
+        f"unknown key{did_you_mean(key, known)} (the axes {', '.join(FIXED_AXES)}, "
+        "problem.KEY, or a keyword of a torch.optim class)"
     )
 
 
@@ -426,6 +539,8 @@ def _check_axis_value(key: str, value: Any, presets: dict[str, Any]) -> Any:
         return value
     if key == "lr":
         return _positive(value)
+    if _is_number(value):
+        _float32(value)
     if key == "batch_size":
         if value == "full":
             return value
@@ -439,7 +554,7 @@ def _check_axis_value(key: str, value: Any, presets: dict[str, Any]) -> Any:
             raise ValueError(f'must be "cpu", "cuda", "cuda:N" or "auto", got {value!r}')
         return value
     if key == "seed":
-        return _int(value, 0)
+        return _int(value, 0, MAX_SEED)
     if key == "schedule":
         _check_schedule(value)
         return value
@@ -460,8 +575,10 @@ def _axes(
     from sgdbench.optimizers import tuple_keywords
 
     tuple_keys = tuple_keywords()
+    known = _grid_keys()
     axes: dict[str, list[tuple[Any, str]]] = {}
     for key, raw in grid.items():
+        ctx.check(f"grid.{key}", _check_grid_key, key, known)
         # A tuple keyword (betas): a flat list is one value, a list of lists is an axis.
         one_tuple = (
             key in tuple_keys
@@ -495,6 +612,7 @@ def _entries(
     ctx: _Ctx, data: dict[str, Any], section: str, axes: dict[str, Any], presets: dict[str, Any]
 ) -> list[dict[str, tuple[Any, str]]]:
     raw = data.get(section, [])
+    known = _grid_keys()
     if not isinstance(raw, list) or not all(isinstance(e, dict) for e in raw):
         raise ctx.fail(section, f"must be an array of tables ([[{section}]])")
     out = []
@@ -504,8 +622,11 @@ def _entries(
         checked = {}
         for key, value in _flatten_problem_keys(entry).items():
             loc = f"{section}[{i}].{key}"
+            ctx.check(loc, _check_grid_key, key, known)
             if section == "exclude" and key not in axes:
-                raise ctx.fail(loc, f"not a [grid] key (grid keys: {', '.join(axes)})")
+                raise ctx.fail(
+                    loc, f"not a [grid] key{did_you_mean(key, axes)} (grid keys: {', '.join(axes)})"
+                )
             checked[key] = (ctx.check(loc, _check_axis_value, key, value, presets), loc)
         out.append(checked)
     return out
@@ -515,6 +636,7 @@ def _expand(
     axes: dict[str, list[tuple[Any, str]]], excludes: list[Combo], includes: list[Combo]
 ) -> list[Combo]:
     keys = list(axes)
+    _check_run_count(math.prod(len(v) for v in axes.values()))
     combos: list[Combo] = [
         dict(zip(keys, vals, strict=True)) for vals in itertools.product(*axes.values())
     ]
@@ -534,9 +656,20 @@ def _expand(
             # A new combination: it runs for every value of the axes it does not name
             # (so an included configuration gets every seed and device of the grid).
             free = [k for k in keys if k not in inc]
+            _check_run_count(len(combos) + math.prod(len(axes[k]) for k in free))
             for vals in itertools.product(*(axes[k] for k in free)):
                 combos.append({**dict(zip(free, vals, strict=True)), **inc})
     return combos
+
+
+def _check_run_count(count: int) -> None:
+    """Refuse a grid of more than ``MAX_RUNS`` combinations before expanding it (a product of
+    10^8 once took 108 s to fail with MemoryError)."""
+    if count > MAX_RUNS:
+        raise ValueError(
+            f"{count:_} combinations, more than the limit of {MAX_RUNS:_}; split the grid into "
+            "several files"
+        )
 
 
 def _default_eval_every(steps: int, epochs: int | None, steps_per_epoch: int) -> int:
@@ -561,13 +694,19 @@ def load_grid(path: str | Path, *, engine: str | None = None) -> Grid:
     from sgdbench import optimizers as opt
     from sgdbench import schedules
     from sgdbench.problems.factory import build_problem, parameter_count
-    from sgdbench.problems.registry import is_function_problem, is_plugin, resolve_params
+    from sgdbench.problems.registry import (
+        is_function_problem,
+        is_plugin,
+        resolve_params,
+        size_param,
+    )
 
     file = str(path)
     ctx = _Ctx(file)
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: Windows editors start files with a byte-order mark, which TOML rejects.
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ctx.fail(None, "no such file") from None
     except IsADirectoryError:
@@ -578,13 +717,22 @@ def load_grid(path: str | Path, *, engine: str | None = None) -> Grid:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ctx.fail(None, f"TOML syntax error: {e}") from None
+    except RecursionError:
+        raise ctx.fail(
+            None, f"nested too deeply to parse (the limit is {MAX_DEPTH} levels)"
+        ) from None
+    deep = _too_deep(data, "")
+    if deep is not None:
+        raise ctx.fail(deep, f"nested more than {MAX_DEPTH} levels deep")
     for key in data:
         if key not in TOP_KEYS:
-            raise ctx.fail(key, f"unknown key or section (allowed: {', '.join(TOP_KEYS)})")
+            raise ctx.fail(key, _unknown_key(key, TOP_KEYS))
 
     name = data.get("name", path.stem)
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise ctx.fail("name", f"must be letters, digits, '_', '-' or '.', got {name!r}")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ctx.fail("name", f"must be at most {MAX_NAME_LENGTH} characters, got {len(name)}")
     if "description" in data and not isinstance(data["description"], str):
         raise ctx.fail("description", "must be a string")
 
@@ -599,6 +747,7 @@ def load_grid(path: str | Path, *, engine: str | None = None) -> Grid:
     train = _check_train(ctx, ctx.table(data, "train"))
     if engine is None:
         engine = train["engine"]
+    user_presets = set(ctx.table(data, "optimizers"))
     presets = _check_presets(ctx, ctx.table(data, "optimizers"))
     grid_table = _flatten_problem_keys(ctx.table(data, "grid"))
     try:
@@ -608,7 +757,13 @@ def load_grid(path: str | Path, *, engine: str | None = None) -> Grid:
     axes = _axes(ctx, {**grid_table, **search.sampled_axes()}, presets)
     excludes = _entries(ctx, data, "exclude", axes, presets)
     includes = _entries(ctx, data, "include", axes, presets)
-    combos = search.expand(axes, lambda plain: _expand(plain, excludes, includes))
+    # The run-count limit counts trials: the plain grid is checked as it expands, and again
+    # once crossed with the trials, before those runs are built.
+    combos = search.expand(
+        axes,
+        lambda plain: ctx.check("grid", _expand, plain, excludes, includes),
+        lambda count: ctx.check("search.trials", _check_run_count, count),
+    )
     if not combos:
         raise ctx.fail("exclude", "excludes every run: nothing left to run")
     facts_cache: dict[str, _ProblemFacts] = {}
@@ -631,6 +786,12 @@ def load_grid(path: str | Path, *, engine: str | None = None) -> Grid:
         except KeyedError as e:
             raise ctx.fail(where(e.key), e.message) from None
         except Exception as e:
+            size = size_param(problem_name, merged) if _out_of_memory(e) else None
+            if size is not None:
+                value = merged.get(size, "its default")
+                raise ctx.fail(
+                    where(size), f"out of memory building the problem ({size} = {value})"
+                ) from None
             what = "cannot import plug-in" if is_plugin(problem_name) else "cannot build problem"
             detail = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise ctx.fail("problem.name", f"{what} {problem_name!r}: {detail}") from None
@@ -639,6 +800,7 @@ def load_grid(path: str | Path, *, engine: str | None = None) -> Grid:
             n_samples=problem.n_samples,
             function=problem.task == "function" or is_function_problem(problem_name),
             n_params=parameter_count(problem),
+            drop_last=problem.drop_last,
         )
         if train["early_stopping_patience"] and problem.X_val is None:
             raise ctx.fail(
@@ -662,13 +824,17 @@ def load_grid(path: str | Path, *, engine: str | None = None) -> Grid:
         opt_name, opt_loc = combo["optimizer"]
         cls, preset_kwargs = ctx.check(opt_loc, _resolve_optimizer, opt_name, presets)
         kwargs = dict(preset_kwargs)
+        where_kwarg = {
+            k: f"optimizers.{opt_name}.{k}" if opt_name in user_presets else opt_loc for k in kwargs
+        }
         facts = problem_facts(combo)
         n_samples, function_problem = facts.n_samples, facts.function
         for key, (value, loc) in combo.items():
             if key in FIXED_AXES or key.startswith("problem."):
                 continue
+            where_kwarg[key] = loc
             try:
-                kwargs[key] = opt.normalize_kwarg(cls, key, value)
+                kwargs[key] = _optimizer_value(cls, key, value)
             except ValueError as e:
                 hint = (
                     "; use [[exclude]] to skip these combinations"
@@ -677,7 +843,11 @@ def load_grid(path: str | Path, *, engine: str | None = None) -> Grid:
                 )
                 raise ctx.fail(loc, f"{e}{hint}") from None
         lr, _lr_loc = combo["lr"]
-        ctx.check(opt_loc, opt.check_constructible, cls, lr, kwargs)
+        try:
+            opt.check_constructible(cls, lr, kwargs)
+        except ValueError as e:
+            culprit = _blame_optimizer_value(cls, lr, kwargs)
+            raise ctx.fail(where_kwarg.get(culprit, opt_loc), str(e)) from None
 
         bs, bs_loc = combo.get(
             "batch_size", ("full" if function_problem else None, "grid.batch_size")
@@ -691,7 +861,15 @@ def load_grid(path: str | Path, *, engine: str | None = None) -> Grid:
         full = bs == "full" or bs == n_samples
         batch_size = n_samples if bs == "full" else bs
         steps_per_epoch = 1 if function_problem else math.ceil(n_samples / batch_size)
+        if facts.drop_last and not function_problem:
+            steps_per_epoch = n_samples // batch_size  # the batchers never reach the short batch
         steps = train["steps"] if train["steps"] is not None else train["epochs"] * steps_per_epoch
+        if steps > MAX_STEPS:
+            raise ctx.fail(
+                "train.epochs",
+                f"{train['epochs']:_} epochs of {steps_per_epoch:_} steps are {steps:_} steps, "
+                f"more than the limit of {MAX_STEPS:_}",
+            )
 
         sched_value, sched_loc = combo.get("schedule", (train["schedule"], "train.schedule"))
         sched_name, sched_params = ctx.check(sched_loc, _check_schedule, sched_value)

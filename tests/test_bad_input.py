@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli
+from tests.conftest import cli, cli_subprocess
 
 LINEAR = """
 name = "bad"
@@ -51,19 +51,19 @@ CASES = [
         "unknown-train-key",
         edit(LINEAR, "steps = 5", "steps = 5\nepochz = 3"),
         {},
-        "grid.toml: train.epochz: unknown key",
+        "grid.toml: train.epochz: unknown key; did you mean epochs?",
     ),
     (
         "unknown-problem-key",
         edit(LINEAR, "n_features = 2", "n_feature = 2"),
         {},
-        "grid.toml: problem.n_feature: unknown key",
+        "grid.toml: problem.n_feature: unknown key for problem 'linear'; did you mean n_features?",
     ),
     (
         "unknown-problem",
         edit(LINEAR, 'name = "linear"', 'name = "lineer"'),
         {},
-        "grid.toml: problem.name: unknown problem 'lineer'",
+        "grid.toml: problem.name: unknown problem 'lineer'; did you mean linear?",
     ),
     (
         "problem-wrong-type",
@@ -107,13 +107,14 @@ CASES = [
         "unknown-optimizer",
         LINEAR + 'optimizer = ["sgd", "adamm"]\n',
         {},
-        "grid.toml: grid.optimizer[1]: unknown optimizer 'adamm'",
+        "grid.toml: grid.optimizer[1]: unknown optimizer 'adamm'; did you mean adam?",
     ),
     (
         "unknown-keyword",
         LINEAR + '[optimizers.m]\ntype = "SGD"\nmomentom = 0.9\n',
         {},
-        "grid.toml: optimizers.m.momentom: not a keyword of torch.optim.SGD",
+        "grid.toml: optimizers.m.momentom: not a keyword of torch.optim.SGD; did you mean "
+        "momentum?",
     ),
     (
         "keyword-wrong-type",
@@ -125,7 +126,44 @@ CASES = [
         "keyword-bad-value",
         LINEAR + "momentum = -1.0\n",
         {},
-        "grid.toml: grid.optimizer: Invalid momentum value",
+        "grid.toml: grid.momentum: Invalid momentum value",
+    ),
+    (
+        "preset-bad-value",
+        edit(LINEAR, "lr = 0.1", 'lr = 0.1\noptimizer = "m"')
+        + '[optimizers.m]\ntype = "SGD"\nmomentum = -1.0\n',
+        {},
+        "grid.toml: optimizers.m.momentum: Invalid momentum value",
+    ),
+    (
+        "keyword-needs-another",
+        LINEAR + "nesterov = true\n",
+        {},
+        "grid.toml: grid.nesterov: Nesterov momentum requires a momentum",
+    ),
+    (
+        "misspelled-grid-key",
+        edit(LINEAR, "batch_size = 4", "batchsize = 4"),
+        {},
+        "grid.toml: grid.batchsize: unknown key; did you mean batch_size?",
+    ),
+    (
+        "misspelled-lr",
+        edit(LINEAR, "lr = 0.1", "lrr = 0.1"),
+        {},
+        "grid.toml: grid.lrr: unknown key; did you mean lr?",
+    ),
+    (
+        "misspelled-section",
+        edit(LINEAR, "[train]", "[trian]"),
+        {},
+        "grid.toml: trian: unknown key; did you mean train?",
+    ),
+    (
+        "misspelled-include-key",
+        LINEAR + "[[include]]\nbatchsize = 1\n",
+        {},
+        "grid.toml: include[0].batchsize: unknown key; did you mean batch_size?",
     ),
     (
         "unsupported-optimizer",
@@ -185,10 +223,152 @@ CASES = [
     ("seed-negative", LINEAR + "seed = [-1]\n", {}, "grid.toml: grid.seed[0]: must be >= 0"),
     ("bad-name", edit(LINEAR, 'name = "bad"', 'name = "../up"'), {}, "grid.toml: name: must be"),
     (
+        "name-too-long",
+        edit(LINEAR, 'name = "bad"', f'name = "{"a" * 300}"'),
+        {},
+        "grid.toml: name: must be at most 100 characters, got 300",
+    ),
+    (
+        "name-trailing-newline",
+        edit(LINEAR, 'name = "bad"', 'name = "bad\\n"'),
+        {},
+        "grid.toml: name: must be letters, digits, '_', '-' or '.', got 'bad\\n'",
+    ),
+    (
+        "toml-too-deep-to-parse",
+        "x = " + "[" * 1000 + "]" * 1000 + "\n" + LINEAR,
+        {},
+        "grid.toml: nested too deeply to parse",
+    ),
+    (
+        "toml-nested-array",
+        edit(LINEAR, "n_features = 2", "n_features = 2\nx = " + "[" * 300 + "]" * 300),
+        {},
+        "grid.toml: problem.x: nested more than 16 levels deep",
+    ),
+    (
+        "toml-nested-table",
+        LINEAR + ".".join(["a"] * 300) + " = 1\n",
+        {},
+        "grid.toml: grid.a: nested more than 16 levels deep",
+    ),
+    (
+        "grid-too-large",
+        LINEAR
+        + "".join(f"{key} = {list(range(100))}\n" for key in ("seed", "weight_decay"))
+        + "".join(
+            f"{key} = {[i / 100 for i in range(100)]}\n" for key in ("momentum", "dampening")
+        ),
+        {},
+        "grid.toml: grid: 100_000_000 combinations, more than the limit of 100_000",
+    ),
+    (
+        "lr-beyond-float32",
+        edit(LINEAR, "lr = 0.1", "lr = 1e39"),
+        {},
+        "grid.toml: grid.lr: must be <= 3.4e+38 (the float32 range), got 1e+39",
+    ),
+    (
+        "keyword-beyond-float32",
+        LINEAR + "weight_decay = 1e39\n",
+        {},
+        "grid.toml: grid.weight_decay: must be a finite number within float32 range",
+    ),
+    (
+        "steps-2-to-63",
+        edit(LINEAR, "steps = 5", "steps = 9223372036854775808"),
+        {},
+        "grid.toml: train.steps: must be <= 100_000_000, got 9_223_372_036_854_775_808",
+    ),
+    (
+        "epochs-beyond-steps-limit",
+        edit(LINEAR, "steps = 5", "epochs = 100000000"),
+        {},
+        "grid.toml: train.epochs: 100_000_000 epochs of 8 steps are 800_000_000 steps",
+    ),
+    (
+        "eval-every-2-to-63",
+        edit(LINEAR, "steps = 5", "steps = 5\neval_every = 9223372036854775807"),
+        {},
+        "grid.toml: train.eval_every: must be <= 100_000_000",
+    ),
+    (
+        "checkpoint-every-huge",
+        edit(LINEAR, "steps = 5", "steps = 5\ncheckpoint_every = 9223372036854775807"),
+        {},
+        "grid.toml: train.checkpoint_every: must be <= 100_000_000",
+    ),
+    (
+        "threads-huge",
+        edit(LINEAR, "steps = 5", "steps = 5\nthreads = 100000"),
+        {},
+        "grid.toml: train.threads: must be <= 1_024",
+    ),
+    (
+        "max-seconds-huge",
+        edit(LINEAR, "steps = 5", "steps = 5\nmax_seconds = 1e300"),
+        {},
+        "grid.toml: train.max_seconds: must be <= 1e+07",
+    ),
+    (
+        "target-loss-inf",
+        edit(LINEAR, "steps = 5", "steps = 5\ntarget_loss = inf"),
+        {},
+        "grid.toml: train.target_loss: must be a finite number",
+    ),
+    (
+        "divergence-factor-inf",
+        edit(LINEAR, "steps = 5", "steps = 5\ndivergence_factor = inf"),
+        {},
+        "grid.toml: train.divergence_factor: must be a number > 1 within float32 range",
+    ),
+    (
+        "seed-beyond-int64",
+        LINEAR + "seed = 18446744073709551616\n",
+        {},
+        "grid.toml: grid.seed: must be <= 4_294_967_295",
+    ),
+    (
+        "n-samples-huge",
+        edit(LINEAR, "n_samples = 32", "n_samples = 1000000000000"),
+        {},
+        "grid.toml: problem.n_samples: must be <= 1e+08",
+    ),
+    (
+        "hidden-huge",
+        """
+[problem]
+name = "digits"
+model = "mlp"
+hidden = [10000000]
+[train]
+steps = 3
+[grid]
+lr = 0.1
+batch_size = 4
+""",
+        {},
+        "grid.toml: problem.hidden[0]: must be <= 100000",
+    ),
+    (
+        "problem-noise-nan",
+        edit(LINEAR, "n_samples = 32", "n_samples = 32\nnoise = nan"),
+        {},
+        "grid.toml: problem.noise: must be a finite number within float32 range",
+    ),
+    (
+        "problem-out-of-memory",
+        edit(
+            LINEAR, "n_samples = 32\nn_features = 2", "n_samples = 100000000\nn_features = 1000000"
+        ),
+        {},
+        "grid.toml: problem.n_samples: out of memory building the problem",
+    ),
+    (
         "exclude-unknown-key",
         LINEAR + "[[exclude]]\nfoo = 1\n",
         {},
-        "grid.toml: exclude[0].foo: not a [grid] key",
+        "grid.toml: exclude[0].foo: unknown key",
     ),
     (
         "exclude-everything",
@@ -312,3 +492,28 @@ def test_dry_run_of_a_bad_grid_is_the_same_error(tmp_path):
     result = cli("run", "grid.toml", "--dry-run", cwd=tmp_path)
     assert result.exit_code == 2
     assert "grid.batch_size: must be >= 1" in result.stderr
+
+
+def test_file_problem_prints_no_torch_warning(tmp_path):
+    """A float32 Parquet column and a one-feature CSV both came back from pandas as read-only
+    views, and torch warned "NumPy array is not writable" on stderr. Torch warns once per
+    process, so this runs in a fresh interpreter."""
+    import numpy as np
+    import pandas as pd
+
+    column = np.arange(6, dtype=np.float32)
+    pd.DataFrame({"a": column, "y": column}).to_parquet(tmp_path / "data.parquet")
+    (tmp_path / "one.csv").write_text("a,y\n1.5,3.5\n4,6\n7,9\n1,1\n")
+    for data in ("data.parquet", "one.csv"):
+        (tmp_path / "grid.toml").write_text(edit(FILE, "data.csv", data))
+        result = cli_subprocess("run", "grid.toml", "-q", "--out", f"out-{data}", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "Warning" not in result.stderr, result.stderr
+
+
+def test_grid_with_a_byte_order_mark_is_read(tmp_path):
+    """Windows editors start UTF-8 files with a byte-order mark; TOML itself rejects it."""
+    (tmp_path / "grid.toml").write_bytes(b"\xef\xbb\xbf" + LINEAR.encode())
+    result = cli("run", "grid.toml", "--dry-run", cwd=tmp_path)
+    assert result.exit_code == 0, result
+    assert not (tmp_path / "results").exists()

@@ -498,3 +498,35 @@ def test_failure_storms_stop_the_grid(tmp_path, flag, expected_runs):
     assert len(runs) == expected_runs and set(runs["status"]) == {"failed"}
     if expected_runs < 4:
         assert "stopped" in result.stderr.splitlines()[-1]
+
+
+def test_run_state_round_trips_through_a_checkpoint_with_its_early_stopping_count(tmp_path):
+    import dataclasses
+
+    from sgdbench.engine.state import RunState
+    from sgdbench.engine.trajectory import EVAL_COLUMNS
+    from sgdbench.spec import load_grid
+
+    (tmp_path / "grid.toml").write_text(QUADRATIC.format(lrs=[0.1]))
+    spec = dataclasses.replace(load_grid(tmp_path / "grid.toml").runs[0], early_stopping_patience=5)
+    state = RunState(spec, {c: [] for c in EVAL_COLUMNS})
+    state.record_eval({"train_loss": 2.0, "val_loss": 9.0})  # step 0: not counted by patience
+    for chunk, elapsed, val in [([2.0, 1.5], 0.2, 1.0), ([1.2, 1.1], 0.1, 1.3), ([1.0], 0.1, 1.4)]:
+        state.record_window(np.array(chunk, np.float32), elapsed)
+        state.record_parameters(torch.tensor([float(state.step)], dtype=torch.float64))
+        assert state.check_losses() is None
+        state.check_evaluation(state.record_eval({"train_loss": chunk[-1], "val_loss": val}))
+    assert (state.patience.best, state.patience.since) == (1.0, 2)
+
+    path = tmp_path / "state.pt"
+    torch.save(state.state_dict(), path)
+    resumed = RunState(spec, {c: [] for c in EVAL_COLUMNS})
+    resumed.load_state_dict(torch.load(path, weights_only=True))
+    assert (resumed.step, resumed.checked, resumed.clock) == (5, 5, state.clock)
+    np.testing.assert_array_equal(resumed.losses[:5], state.losses[:5])
+    np.testing.assert_array_equal(resumed.times[:5], state.times[:5])
+    for column, values in state.evals.items():  # NaN where a column does not apply
+        np.testing.assert_array_equal(resumed.evals[column], values)
+    assert [float(t) for t in resumed.tail] == [2.0, 4.0, 5.0]
+    assert (resumed.patience.best, resumed.patience.since) == (1.0, 2)
+    assert (resumed.warmup_steps, resumed.first_loss) == (0, 2.0)  # warm-up is 10 steps here

@@ -241,12 +241,12 @@ def crash_reference(tmp_path_factory) -> dict[str, str]:
     return reference_digests(tmp_path_factory.mktemp("crash"), CRASH_GRID)
 
 
-@pytest.mark.parametrize("rename", [1, 3, 4, 5, 7, 9])
+@pytest.mark.parametrize("rename", [1, 2, 3, 5, 7, 9, 11])
 def test_killed_during_a_write_leaves_a_consistent_folder_and_a_rerun_finishes(
     tmp_path, rename, crash_reference
 ):
-    # Renames: 1 grid.toml, 2 env.json, then per run its steps and evals files, and runs.parquet
-    # once the rows are committed (batched: here, 9 is that commit).
+    # Renames: 1 .sgdbench, 2 grids/<version>.toml, 3 grid.toml, 4 env.json, then per run its
+    # steps and evals files, and runs.parquet once the rows are committed (batched: 11).
     expected = crash_reference
     work = tmp_path / "work"
     work.mkdir()
@@ -301,7 +301,7 @@ def test_a_second_run_on_the_same_folder_is_refused(tmp_path):
     # The kernel dropped the dead owner's lock: the next run takes over the stale lock file.
     assert (tmp_path / "out" / ".lock").read_text().startswith(f"pid {proc.pid}")
     (tmp_path / "small.toml").write_text(CRASH_GRID)
-    third = cli("run", "small.toml", "--out", "out", "-q", cwd=tmp_path)
+    third = cli("run", "small.toml", "--out", "out", "-q", "--allow-new-problem", cwd=tmp_path)
     assert third.exit_code == 0, third
 
 
@@ -520,13 +520,11 @@ def test_finished_rows_are_committed_while_the_next_run_trains(tmp_path):
     assert pd.read_parquet(store.runs_path)["run_id"].tolist() == [spec.run_id]
 
 
-def test_force_uncommits_before_rewriting_so_a_crash_cannot_leave_a_lying_row(
-    tmp_path, crash_reference
-):
+def test_force_keeps_the_old_rows_until_the_new_runs_commit(tmp_path, crash_reference):
     (tmp_path / "grid.toml").write_text(CRASH_GRID)
     assert cli("run", "grid.toml", "--out", "out", "-q", cwd=tmp_path).exit_code == 0
     env = {**os.environ, "PYTHONPATH": str(REPO), "CRASH_AT_RENAME": "4"}
-    # renames: grid.toml, env.json, runs.parquet without the forced rows, then run 1's steps
+    # renames: .sgdbench, grid.toml, env.json, then run 1's staged steps
     crashed = subprocess.run(
         [sys.executable, "-c", CRASHER, "run", "grid.toml", "--out", "out", "-q", "--force"],
         cwd=tmp_path,
@@ -535,7 +533,8 @@ def test_force_uncommits_before_rewriting_so_a_crash_cannot_leave_a_lying_row(
         text=True,
     )
     assert crashed.returncode == 137, crashed.stderr
-    assert len(pd.read_parquet(tmp_path / "out" / "runs.parquet")) == 0
+    kept = pd.read_parquet(tmp_path / "out" / "runs.parquet")
+    assert kept.set_index("run_id")["loss_digest"].to_dict() == crash_reference
     done = cli_subprocess("run", "grid.toml", "--out", "out", "-q", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     runs = pd.read_parquet(tmp_path / "out" / "runs.parquet")

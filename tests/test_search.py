@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from sgdbench import search
-from sgdbench.errors import KeyedError
+from sgdbench.errors import GridError, KeyedError
 from sgdbench.spec import load_grid
 from tests.conftest import cli
 
@@ -91,6 +91,7 @@ def test_sampled_numbers_are_rounded_to_six_digits() -> None:
         ({"method": "random", "trials": 0}, {"lr": LR}, "search.trials", ">= 1"),
         ({"method": "grid_search", "trials": 2}, {"lr": LR}, "search.method", "must be one of"),
         ({"method": "random", "trials": 2, "budget": 1}, {"lr": LR}, "search.budget", "unknown"),
+        ({"method": "random", "trails": 2}, {"lr": LR}, "search.trails", "did you mean trials?"),
         ({"method": "random", "trials": 2}, {"lr": [0.1]}, "search.method", "distribution"),
         ({"method": "random", "trials": 2, "eta": 3}, {"lr": LR}, "search.eta", "halving"),
     ],
@@ -191,3 +192,16 @@ def test_halving_draws_its_distributions_with_the_sampler() -> None:
     assert got.halving_for(steps=50, steps_per_epoch=10) == {"eta": 3, "rungs": [5, 15, 45]}
     by_epochs = search.plan({"method": "halving", "min_epochs": 2}, {"lr": [0.1]})
     assert by_epochs.halving_for(steps=100, steps_per_epoch=10) == {"eta": 3, "rungs": [20, 60]}
+
+
+def test_run_count_limit_counts_trials(write_grid: Callable[..., Path]) -> None:
+    # 100 seeds x 1_001 trials: each factor is under the 100_000-run limit, the runs are not.
+    crossed = GRID.format(method="random", trials=1_001, seed=0).replace(
+        "seed = [0, 1]", f"seed = {list(range(100))}"
+    )
+    with pytest.raises(GridError) as info:
+        load_grid(write_grid(crossed))
+    assert "search.trials: 100_100 combinations, more than the limit of 100_000" in str(info.value)
+    # Too many trials are refused before any is drawn.
+    with pytest.raises(KeyedError, match="more than the limit of 100_000"):
+        search.plan({"method": "sobol", "trials": 10**9}, {"lr": LR})

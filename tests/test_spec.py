@@ -276,3 +276,43 @@ batch_size = 2
         ids.append(load_grid(tmp_path / folder / "grid.toml").runs[0].run_id)
     assert ids[0] == ids[1]  # the same data elsewhere: the same run
     assert ids[0] != ids[2]  # other data: another run
+
+
+def test_the_documented_limits_are_inclusive(write_grid):
+    from sgdbench import spec
+
+    g = load_grid(
+        write_grid(
+            BASE.replace('name = "g"', f'name = "{"n" * spec.MAX_NAME_LENGTH}"').replace(
+                "steps = 10", f"steps = {spec.MAX_STEPS}\nthreads = {spec.MAX_THREADS}"
+            )
+            + f"[grid]\nlr = 3.4e38\nbatch_size = 8\nseed = {2**32 - 1}\n"
+        )
+    )
+    (run,) = g.runs
+    assert (run.steps, run.lr, run.seed) == (spec.MAX_STEPS, 3.4e38, 2**32 - 1)
+
+
+def test_runs_added_by_an_include_count_toward_the_limit(write_grid):
+    # 300 x 300 = 90,000 runs is under the limit; an include matching none of them adds a new
+    # configuration for every seed and weight decay: 180,000, refused before building them.
+    values = list(range(300))
+    with pytest.raises(GridError) as e:
+        grid(
+            write_grid,
+            f"[grid]\nlr = 0.1\nbatch_size = 8\nseed = {values}\nweight_decay = {values}\n"
+            "[[include]]\nlr = 0.5\n",
+        )
+    assert e.value.key == "grid"
+    assert e.value.message.startswith("180_000 combinations, more than the limit of 100_000")
+
+
+def test_out_of_memory_names_the_problem_axis_value_that_caused_it(write_grid):
+    with pytest.raises(GridError) as e:
+        grid(
+            write_grid,
+            "[grid]\nlr = 0.1\nbatch_size = 8\n"
+            "problem.n_features = 200000\nproblem.n_samples = [64, 100000000]\n",
+        )
+    assert e.value.key == "grid.problem.n_samples[1]"
+    assert e.value.message == "out of memory building the problem (n_samples = 100000000)"

@@ -13,14 +13,19 @@ Time is shared equally: in each window every member still in the stack is charge
 its ``steps_per_s`` is the group's config-steps per second while it trained, directly comparable
 with an eager run's, and the members' ``train_time_s`` add up to the group's training time.
 The group's own figures go in ``Trajectory.info`` (``group_train_time_s``, ``group_size``).
+
+Each member has its own ``RunState`` and is judged by the same checks, in the same order, as an
+eager run; only the evaluation is batched (one pass over the data for the whole stack).
+
+Successive halving (``[search] method = "halving"``): each rung is a window end with an
+evaluation for everyone; a ``Pruner`` ranks the configurations still training by that
+evaluation and the pruned members leave the stack like any finished member (status ``pruned``),
+while the survivors go on, never restarted. A member that ended otherwise than ``ok`` (diverged,
+stalled, out of time) counts as +inf for its configuration from then on.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import math
-import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -29,28 +34,15 @@ import torch
 from torch import Tensor
 
 from sgdbench import schedules, stacked_optim
-from sgdbench.engine.eager import (
-    LAST_UPDATES,
-    WARMUP_STEPS,
-    StopRequested,
-    _device_name,
-    _divergence,
-    _run_context,
-    resolve_device,
-    update_cosine,
-    window_ends,
-)
+from sgdbench.engine.checks import STALL_MESSAGE, Verdict
+from sgdbench.engine.context import StopRequested, WindowClock, run_info, train_unit
 from sgdbench.engine.stacking import StackedBatches, StackedModel
-from sgdbench.engine.trajectory import EVAL_COLUMNS, Trajectory
-from sgdbench.errors import describe
+from sgdbench.engine.state import RunState
+from sgdbench.engine.trajectory import Trajectory
+from sgdbench.engine.windows import is_eval_step, warmup_steps, window_ends
 from sgdbench.halving import Pruner
 from sgdbench.problems.factory import build_for_run
 from sgdbench.spec import RunSpec
-
-STALL_MESSAGE = (
-    "stalled: no parameter changed in the first update (a zero gradient, e.g. a stationary "
-    'start such as init = "zeros" at a minimum, or lr 0 in effect)'
-)
 
 
 def run_group(
@@ -59,37 +51,13 @@ def run_group(
     """Train ``specs`` (one group: equal ``group_id``) as one stacked model; one trajectory per
     spec, in order. Never raises for a problem of the runs themselves: an exception makes every
     member ``failed`` with its message and traceback."""
-    started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    wall_start = time.perf_counter()
-    trajs = [
-        Trajectory(spec_json=s.to_json(), run_id=s.run_id, status="ok", started_at=started_at)
-        for s in specs
-    ]
     if len({s.group_id for s in specs}) != 1:
         raise ValueError("run_group: the specs are not one group (their group_id differ)")
-    device, why = resolve_device(specs[0].device)
-    if device is None:
-        for t in trajs:
-            t.status, t.message = "skipped", why
-        return trajs
-    try:
-        with _run_context(specs[0], device):
-            _train_group(specs, device, trajs, should_stop)
-    except StopRequested:
-        raise
-    except Exception as e:  # isolate the failure to this group
-        message = describe(e)
-        if isinstance(e, torch.OutOfMemoryError):
-            message += " (out of memory: try a smaller group or batch_size)"
-        for t in trajs:
-            t.status, t.message, t.traceback = "failed", message, traceback.format_exc()
-    finally:
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-    wall = time.perf_counter() - wall_start
-    for t in trajs:
-        t.wall_time_s = wall / len(trajs)
-    return trajs
+
+    def train(device: torch.device, trajs: list[Trajectory]) -> None:
+        _train_group(specs, device, trajs, should_stop)
+
+    return train_unit(specs, train, "group or batch_size")
 
 
 def _build(specs: list[RunSpec], device: torch.device) -> tuple[Any, StackedModel]:
@@ -127,13 +95,9 @@ def _train_group(
         if spec0.schedule["name"] == "constant"
         else schedules.factor_fn(spec0.schedule, spec0.steps)
     )
-    pruner = Pruner.for_specs(specs)  # successive halving: None for a plain group
     info = {
         "optimizer_impl": "stacked",
-        "device_name": _device_name(device),
-        "threads": torch.get_num_threads(),
-        "torch_version": torch.__version__,
-        "deterministic": spec0.deterministic,
+        **run_info(spec0, device),
         "n_parameters": model.flat.shape[1],
         "group_id": spec0.group_id,
         "group_size": len(specs),
@@ -141,156 +105,122 @@ def _train_group(
     }
     for t in trajs:
         t.info.update(info)
+    pruner = Pruner.for_specs(specs)  # successive halving: None for a plain group
 
     batches = StackedBatches(problem, specs, device)
-    cuda = device.type == "cuda"
-    sync = torch.cuda.synchronize if cuda else (lambda *a: None)
-
-    n_members, n_steps = len(specs), spec0.steps
-    warmup = min(WARMUP_STEPS, n_steps)
-    losses = np.empty((n_steps, n_members), dtype=np.float32)
-    clock = 0.0  # every member still in the stack has the same clock: the sum of its shares
-    group_clock = 0.0
-    active = list(range(n_members))  # spec index of each row of the stack
-    first_loss = np.full(n_members, math.nan)
-    window_times: list[tuple[int, int, float, float]] = []  # (start, end, clock before, share)
-    tail: dict[int, list[Tensor]] = {}  # member -> its parameters at the ends of the last steps
-    step = 0
-
-    def record_eval(rows: list[int], at: int) -> dict[str, np.ndarray]:
-        """Evaluate the stack; record it for the members at stack positions ``rows``."""
-        result = model.evaluate()
-        for r in rows:
-            ev = trajs[active[r]].evals
-            ev["step"].append(at)
-            ev["time_s"].append(clock)
-            for col in EVAL_COLUMNS[2:]:
-                ev[col].append(float(result[col][r]) if col in result else math.nan)
-        return result
-
-    def finish(m: int, status: str, message: str, at: int) -> None:
-        t = trajs[m]
-        t.status, t.message = status, message
-        t.losses = losses[:at, m].copy()
-        t.time_s = _member_times(window_times, at)
-        t.train_time_s = clock
-        t.info["update_cosine"] = update_cosine(tail.get(m, []))
-        if at >= warmup:
-            t.warmup_steps, t.warmup_s = warmup, _member_times(window_times, warmup)[-1]
-        if pruner is not None:
-            reached = [i for i, b in enumerate([*pruner.rungs, n_steps]) if b <= at]
-            t.info["rung"] = reached[-1] if reached else None
-            if status not in ("ok", "pruned"):  # failed its configuration: +inf from now on
-                pruner.retire(m)
-
-    record_eval(list(range(n_members)), 0)
+    stack = [RunState(s, t.evals) for s, t in zip(specs, trajs, strict=True)]  # row -> member
+    members = list(range(len(specs)))  # row -> spec index
+    _record_evals(stack, model.evaluate(), range(len(stack)))
     before = model.flat.clone()
-    ends = window_ends(spec0, warmup)
+    clock = WindowClock(device)
+    group_clock = 0.0
+    step = 0
+    ends = window_ends(spec0, warmup_steps(spec0))
     if pruner is not None:
         ends = sorted({*ends, *pruner.rungs})  # a rung is a window end, with an evaluation
     for end in ends:
         # ---- hot loop: nothing here reads a value back from the device -----------------------
         pending: list[Tensor] = []
-        sync(device)
-        t0 = time.perf_counter()
-        scalars = optimizer.window_scalars(
-            end - step, None if factor is None else factor(np.arange(step, end))
-        )
-        for i, scalars_i in enumerate(scalars, start=step):
-            xb, yb, shared = batches(i)
-            loss, grad = model.loss_and_gradient(xb, yb, shared)
-            optimizer.step(grad, scalars_i)
-            pending.append(loss)
-        sync(device)
-        elapsed = time.perf_counter() - t0
+        with clock:
+            lr_factors = None if factor is None else factor(np.arange(step, end))
+            for i, scalars in enumerate(optimizer.window_scalars(end - step, lr_factors), step):
+                xb, yb, shared = batches(i)
+                loss, grad = model.loss_and_gradient(xb, yb, shared)
+                optimizer.step(grad, scalars)
+                pending.append(loss)
         # ---- bookkeeping, clock stopped --------------------------------------------------------
         chunk = torch.stack(pending).float().cpu().numpy()  # [steps, members in the stack]
-        losses[step:end, active] = chunk
-        share = elapsed / len(active)
-        window_times.append((step, end, clock, share))
-        clock += share
-        group_clock += elapsed
-        done: dict[int, tuple[str, str]] = {}  # row -> (status, message)
+        group_clock += clock.elapsed
+        for r, state in enumerate(stack):
+            state.record_window(chunk[:, r], clock.elapsed / len(stack))
         if step == 0:
-            first_loss[active] = chunk[0]
             changed = (model.flat != before).any(dim=1).cpu().numpy()
-            del before
             for r in np.flatnonzero(~changed):
-                done[int(r)] = ("stalled", STALL_MESSAGE)
+                stack[r].verdict = Verdict("stalled", STALL_MESSAGE)
+            before = model.flat[:0]  # no longer needed: free it
         step = end
-        if step >= n_steps - LAST_UPDATES:
+        if stack[0].wants_parameters():
             flat = model.flat.detach().double().cpu()
-            for r, m in enumerate(active):
-                tail.setdefault(m, []).append(flat[r])
-        for r, m in enumerate(active):
-            if r not in done:
-                status, message = _divergence(
-                    chunk[:, r], step - len(chunk), float(first_loss[m]), spec0.divergence_factor
-                )
-                if status != "ok":
-                    done[r] = (status, message)
-        rung = None if pruner is None else pruner.rung_of(step)
-        eval_step = (spec0.eval_every > 0 and step % spec0.eval_every == 0) or rung is not None
-        finished = step == n_steps
-        timeout = spec0.max_seconds is not None and clock >= spec0.max_seconds and step < n_steps
-        ok_rows = [r for r in range(len(active)) if r not in done]
-        if eval_step or finished or timeout or done:
-            everyone = eval_step or finished or timeout
-            result = record_eval(list(range(len(active))) if everyone else sorted(done), step)
-            if eval_step and spec0.stop_at_target and spec0.target_loss is not None:
-                for r in ok_rows:
-                    if result["train_loss"][r] <= spec0.target_loss:
-                        done[r] = (
-                            "ok",
-                            f"reached target_loss {spec0.target_loss:g} at step {step}",
-                        )
-        if pruner is not None and rung is not None and not timeout:
-            for r, (status, _) in done.items():  # diverged in this very window: +inf already
-                if status != "ok":
-                    pruner.retire(active[r])
-            alive = [r for r in range(len(active)) if r not in done]
-            pruned = set(
-                pruner.decide([active[r] for r in alive], [result["train_loss"][r] for r in alive])
-            )
-            for r in alive:
-                if active[r] in pruned:
-                    done[r] = (
-                        "pruned",
-                        f"pruned at rung {rung} (step {step}): the median full-data loss over "
-                        f"its seeds was not among the best 1/{pruner.eta}",
-                    )
-        if finished or timeout:
-            message = (
-                f"max_seconds {spec0.max_seconds:g} reached after {step} of {n_steps} steps"
-                if timeout
-                else ""
-            )
-            for r in range(len(active)):
-                done.setdefault(r, ("timeout" if timeout else "ok", message))
-        for r, (status, message) in done.items():
-            finish(active[r], status, message, step)
-        if len(done) == len(active):
+            for r, state in enumerate(stack):
+                state.record_parameters(flat[r])
+        _decide(stack, model, rung=pruner is not None and step in pruner.rungs)
+        if pruner is not None:
+            _halve(pruner, stack, members)
+        for state, m in zip(stack, members, strict=True):
+            if state.verdict is not None:
+                state.finish(trajs[m])
+                if pruner is not None:
+                    trajs[m].info["rung"] = pruner.reached(state.step, state.spec.steps)
+        keep = [r for r, state in enumerate(stack) if state.verdict is None]
+        if not keep:
             break
-        if done:
-            keep = [r for r in range(len(active)) if r not in done]
+        if len(keep) < len(stack):  # the finished members leave the stack
             keep_idx = torch.tensor(keep, device=device)
             model.select(keep_idx)
             optimizer.select(keep_idx, model.flat)
             batches.select(keep)
-            active = [active[r] for r in keep]
+            stack, members = [stack[r] for r in keep], [members[r] for r in keep]
         if should_stop is not None and should_stop():
             raise StopRequested
     for t in trajs:
         t.info["group_train_time_s"] = group_clock
 
 
-def _member_times(windows: list[tuple[int, int, float, float]], at: int) -> np.ndarray:
-    """A member's training clock at the end of each of its first ``at`` steps: within a window,
-    its share of the window's time spread evenly over the window's steps."""
-    out = np.empty(at, dtype=np.float64)
-    for start, end, before, share in windows:
-        if start >= at:
-            break
-        n = end - start
-        out[start:end] = before + share * np.arange(1, n + 1) / n
+def _decide(stack: list[RunState], model: StackedModel, rung: bool = False) -> None:
+    """The eager engine's checks, member by member and in its order, at a window end: stalled
+    (already known), diverged, evaluation (early stopping, target), out of time; a member that
+    ends here is evaluated here, and everyone is at an evaluation step, a halving ``rung`` or
+    the run's end. A rung's evaluation only feeds the pruning: the checks that would stop the
+    same run on its own look at its evaluation steps alone."""
+    for state in stack:
+        state.verdict = state.verdict or state.check_losses()
+    first = stack[0]  # the members share the step and the clock
+    eval_step = is_eval_step(first.spec, first.step)
+    last = first.step == first.spec.steps or first.check_clock() is not None
+    rows = [
+        r for r, state in enumerate(stack) if eval_step or last or rung or state.verdict is not None
+    ]
+    if not rows:
+        return
+    results = _record_evals(stack, model.evaluate(), rows)
+    for r, result in zip(rows, results, strict=True):
+        state = stack[r]
+        if state.verdict is None and eval_step:
+            state.verdict = state.check_evaluation(result)
+        if state.verdict is None and last:  # done all its steps, or out of time
+            state.verdict = state.check_clock() or Verdict("ok")
+
+
+def _record_evals(
+    stack: list[RunState], result: dict[str, np.ndarray], rows: Any
+) -> list[dict[str, float]]:
+    """Record the stack's evaluation for the members at ``rows``; their results, in order."""
+    out = []
+    for r in rows:
+        member = {col: float(values[r]) for col, values in result.items()}
+        out.append(stack[r].record_eval(member))
     return out
+
+
+def _halve(pruner: Pruner, stack: list[RunState], members: list[int]) -> None:
+    """Successive halving at a window end: members that just ended otherwise than ``ok`` count
+    as +inf from now on; at a rung (not past ``max_seconds``), the configurations outside the
+    best 1/eta by the rung's evaluation get the verdict ``pruned``."""
+    for state, m in zip(stack, members, strict=True):
+        if state.verdict is not None and state.verdict.status not in ("ok", "pruned"):
+            pruner.retire(m)
+    first = stack[0]  # the members share the step and the clock
+    rung = pruner.rung_of(first.step)
+    if rung is None or first.check_clock() is not None:
+        return
+    alive = [(state, m) for state, m in zip(stack, members, strict=True) if state.verdict is None]
+    pruned = set(
+        pruner.decide([m for _, m in alive], [state.evals["train_loss"][-1] for state, _ in alive])
+    )
+    for state, m in alive:
+        if m in pruned:
+            state.verdict = Verdict(
+                "pruned",
+                f"pruned at rung {rung} (step {state.step}): the median full-data loss over its "
+                f"seeds was not among the best 1/{pruner.eta}",
+            )

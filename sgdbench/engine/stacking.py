@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sgdbench.engine.eager import EVAL_BATCH, Batches
+from sgdbench.engine.batches import Batches
+from sgdbench.engine.evaluation import EVAL_BATCH
 from sgdbench.problems import builtin
 from sgdbench.problems.base import Problem
 from sgdbench.spec import RunSpec

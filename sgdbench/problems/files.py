@@ -62,7 +62,9 @@ def from_table(
         missing = int(df[col].isna().sum())
         if missing:
             raise KeyedError("path", f"column {col!r} in {name} has {missing} missing values")
-    X_np = df[features].to_numpy(dtype=np.float32)
+    # copy=True: with pandas copy-on-write a column already float32 comes back as a read-only
+    # view, and torch.from_numpy warns on (and must not share) memory it may not write.
+    X_np = df[features].to_numpy(dtype=np.float32, copy=True)
     if not np.isfinite(X_np).all():
         raise KeyedError("path", f"{name} has non-finite feature values")
     if standardize:
@@ -79,7 +81,7 @@ def from_table(
     else:
         if not pd.api.types.is_numeric_dtype(df[target]):
             raise KeyedError("target", f"column {target!r} is not numeric (task = regression)")
-        y = torch.from_numpy(df[target].to_numpy(dtype=np.float32))
+        y = torch.from_numpy(df[target].to_numpy(dtype=np.float32, copy=True))
         n_out, loss = 1, mse_loss
     X, y, X_val, y_val = split(X, y, val_fraction, seed)
     net = mlp(X.shape[1], (hidden or [64]) if model == "mlp" else [], n_out)

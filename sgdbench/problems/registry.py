@@ -7,14 +7,19 @@ parameter *names* work without it. Builders import torch when called.
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sgdbench.errors import KeyedError
+from sgdbench.errors import KeyedError, did_you_mean
 
 _NO_DEFAULT = object()
+# Every float becomes a float32 tensor or scalar somewhere; a larger value passes validation and
+# fails (or turns to inf) later, so it is refused at load.
+FLOAT32_MAX = 3.4028234663852886e38
+MAX_SEED = 2**32 - 1  # data seeds; also keeps them inside the int64 columns of the results
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,7 @@ class Param:
     choices: tuple[str, ...] | None = None
     minimum: float | None = None  # inclusive
     maximum: float | None = None  # inclusive
+    size: bool = False  # memory grows with it: an allocation failure while building names it
 
     @property
     def required(self) -> bool:
@@ -55,7 +61,12 @@ def _p(name: str, kind: str, default: Any = _NO_DEFAULT, help: str = "", **kw: A
 
 
 _DATA_SEED = _p(
-    "seed", "int", 0, "seed of the data (and split), independent of the run seed", minimum=0
+    "seed",
+    "int",
+    0,
+    "seed of the data (and split), independent of the run seed",
+    minimum=0,
+    maximum=MAX_SEED,
 )
 _VAL = _p(
     "val_fraction",
@@ -66,7 +77,24 @@ _VAL = _p(
     maximum=0.9,
 )
 _MODEL = _p("model", "str", "linear", "model: a linear layer or an MLP", choices=("linear", "mlp"))
-_HIDDEN = _p("hidden", "int_list", [64], "hidden layer widths of the MLP", minimum=1)
+_HIDDEN = _p(
+    "hidden",
+    "int_list",
+    [64],
+    "hidden layer widths of the MLP",
+    minimum=1,
+    maximum=100_000,
+    size=True,
+)
+# Upper bounds of the sizes of synthetic problems (README, "Grid file"): far above any benchmark
+# that trains in reasonable time, low enough that a typo (an extra three zeros) is caught at load.
+MAX_SAMPLES = 100_000_000
+MAX_FEATURES = 1_000_000
+MAX_DIM = 100_000_000
+MAX_DENSE_DIM = 10_000  # noisy_quadratic builds a dense dim x dim matrix
+_DROP_LAST = _p(
+    "drop_last", "bool", True, "skip each epoch's last, short batch (as DeepOBS's data loaders)"
+)
 
 PROBLEMS: dict[str, ProblemInfo] = {
     p.name: p
@@ -75,8 +103,24 @@ PROBLEMS: dict[str, ProblemInfo] = {
             "linear",
             "synthetic regression y = Xw + b + noise, MSE, nn.Linear",
             (
-                _p("n_samples", "int", 1000, "number of samples", minimum=1),
-                _p("n_features", "int", 10, "number of features", minimum=1),
+                _p(
+                    "n_samples",
+                    "int",
+                    1000,
+                    "number of samples",
+                    minimum=1,
+                    maximum=MAX_SAMPLES,
+                    size=True,
+                ),
+                _p(
+                    "n_features",
+                    "int",
+                    10,
+                    "number of features",
+                    minimum=1,
+                    maximum=MAX_FEATURES,
+                    size=True,
+                ),
                 _p("noise", "float", 0.1, "standard deviation of the label noise", minimum=0.0),
                 _p("weights", "float_list", None, "true weights (default: drawn from N(0,1))"),
                 _p("bias", "float", None, "true bias (default: drawn from N(0,1))"),
@@ -90,8 +134,24 @@ PROBLEMS: dict[str, ProblemInfo] = {
             "logistic",
             "synthetic binary classification, logistic regression (BCE with logits)",
             (
-                _p("n_samples", "int", 1000, "number of samples", minimum=2),
-                _p("n_features", "int", 10, "number of features", minimum=1),
+                _p(
+                    "n_samples",
+                    "int",
+                    1000,
+                    "number of samples",
+                    minimum=2,
+                    maximum=MAX_SAMPLES,
+                    size=True,
+                ),
+                _p(
+                    "n_features",
+                    "int",
+                    10,
+                    "number of features",
+                    minimum=1,
+                    maximum=MAX_FEATURES,
+                    size=True,
+                ),
                 _VAL,
                 _DATA_SEED,
             ),
@@ -100,7 +160,7 @@ PROBLEMS: dict[str, ProblemInfo] = {
         ProblemInfo(
             "quadratic",
             "f(x) = sum(x^2) over a dim-vector; start with init = [..]",
-            (_p("dim", "int", 1, "dimension of x", minimum=1),),
+            (_p("dim", "int", 1, "dimension of x", minimum=1, maximum=MAX_DIM, size=True),),
             "sgdbench.problems.builtin:quadratic",
             function=True,
         ),
@@ -116,20 +176,134 @@ PROBLEMS: dict[str, ProblemInfo] = {
         ),
         ProblemInfo(
             "noisy_quadratic",
-            "DeepOBS quadratic_deep: 0.5 (θ-x)ᵀQ(θ-x), 90 eigenvalues in U(0,1), 10 in U(30,60)",
+            "DeepOBS quadratic_deep: 0.5 (θ-x)ᵀQ(θ-x), 90 eigenvalues in U(0,1), 10 in U(30,60), "
+            "Haar rotation; validation = DeepOBS's test set",
             (
-                _p("dim", "int", 100, "dimension (10% of eigenvalues are large)", minimum=2),
-                _p("n_samples", "int", 1000, "number of noise samples x ~ N(0, noise²)", minimum=1),
-                _p("noise", "float", 1.0, "standard deviation of the samples x", minimum=0.0),
+                _p(
+                    "dim",
+                    "int",
+                    100,
+                    "dimension (10% of eigenvalues are large)",
+                    minimum=2,
+                    maximum=MAX_DENSE_DIM,
+                    size=True,
+                ),
+                _p(
+                    "n_samples",
+                    "int",
+                    1000,
+                    "number of noise samples x ~ N(0, noise²)",
+                    minimum=1,
+                    maximum=MAX_SAMPLES,
+                    size=True,
+                ),
+                _p(
+                    "n_test",
+                    "int",
+                    1000,
+                    "size of the test set (the validation slot)",
+                    minimum=0,
+                    maximum=MAX_SAMPLES,
+                    size=True,
+                ),
+                _p("noise", "float", 0.6, "standard deviation of the samples x", minimum=0.0),
+                _DROP_LAST,
                 _p(
                     "seed",
                     "int",
                     42,
-                    "seed of Q and of the samples, independent of the run seed",
+                    "seed of Q and of the samples (test: seed + 1), independent of the run seed",
                     minimum=0,
+                    maximum=MAX_SEED,
                 ),
             ),
-            "sgdbench.problems.builtin:noisy_quadratic",
+            "sgdbench.problems.deepobs:noisy_quadratic",
+        ),
+        ProblemInfo(
+            "two_d_rosenbrock",
+            "DeepOBS two_d_rosenbrock: rosenbrock plus u·x + v·y noise per sample; "
+            "validation = the noise-free value",
+            (
+                _p(
+                    "n_samples",
+                    "int",
+                    10000,
+                    "number of noise pairs (x, y)",
+                    minimum=1,
+                    maximum=MAX_SAMPLES,
+                    size=True,
+                ),
+                _p("noise", "float", 1.0, "standard deviation of x and y", minimum=0.0),
+                _DROP_LAST,
+                _p(
+                    "seed",
+                    "int",
+                    42,
+                    "seed of the noise, independent of the run seed",
+                    minimum=0,
+                    maximum=MAX_SEED,
+                ),
+            ),
+            "sgdbench.problems.deepobs:two_d_rosenbrock",
+        ),
+        ProblemInfo(
+            "digits_cnn",
+            "two-layer CNN on scikit-learn's bundled 8x8 digits, softmax classification",
+            (
+                _p(
+                    "classes",
+                    "int_list",
+                    None,
+                    "keep only these digits, e.g. [3, 7]",
+                    minimum=0,
+                    maximum=9,
+                ),
+                _p(
+                    "channels",
+                    "int",
+                    8,
+                    "channels of the first conv layer (2x in the second)",
+                    minimum=1,
+                ),
+                _VAL,
+                _DATA_SEED,
+            ),
+            "sgdbench.problems.convnet:digits_cnn",
+        ),
+        ProblemInfo(
+            "grammar_transformer",
+            "one-block transformer, next token of a seeded random 2nd-order Markov grammar",
+            (
+                _p(
+                    "n_samples",
+                    "int",
+                    2000,
+                    "number of sequences",
+                    minimum=2,
+                    maximum=MAX_SAMPLES,
+                    size=True,
+                ),
+                _p("vocab", "int", 8, "number of distinct tokens", minimum=2),
+                _p(
+                    "context",
+                    "int",
+                    8,
+                    "tokens the model sees before the one it predicts",
+                    minimum=2,
+                ),
+                _p(
+                    "concentration",
+                    "float",
+                    0.1,
+                    "Dirichlet concentration of the grammar's rules (small: near-deterministic)",
+                    minimum=1e-3,
+                ),
+                _p("width", "int", 16, "model width", minimum=1),
+                _p("heads", "int", 2, "attention heads (must divide width)", minimum=1),
+                _VAL,
+                _DATA_SEED,
+            ),
+            "sgdbench.problems.sequence:grammar_transformer",
         ),
         ProblemInfo(
             "digits",
@@ -195,6 +369,11 @@ def _check_number(param: Param, key: str, value: Any) -> None:
         raise KeyedError(key, f"must be <= {param.maximum:g}, got {value!r}")
 
 
+def _check_float32(key: str, value: float) -> None:
+    if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+        raise KeyedError(key, f"must be a finite number within float32 range, got {value!r}")
+
+
 def _coerce(param: Param, value: Any, base_dir: Path) -> Any:
     """Check one value against its ``Param``; return it normalized (paths made absolute)."""
     key = param.name
@@ -213,6 +392,7 @@ def _coerce(param: Param, value: Any, base_dir: Path) -> Any:
     if kind == "float":
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise KeyedError(key, f"must be a number, got {value!r}")
+        _check_float32(key, value)
         _check_number(param, key, value)
         return float(value)
     if kind in ("str", "path"):
@@ -253,12 +433,16 @@ def resolve_params(name: str, raw: dict[str, Any], base_dir: Path) -> dict[str, 
     info = PROBLEMS.get(name)
     if info is None:
         known = ", ".join(sorted(PROBLEMS))
-        raise KeyedError("name", f"unknown problem {name!r} (known: {known}, or pkg.mod:func)")
+        hint = did_you_mean(name, PROBLEMS)
+        raise KeyedError(
+            "name", f"unknown problem {name!r}{hint} (known: {known}, or pkg.mod:func)"
+        )
     known_params = {p.name: p for p in info.params}
     for key in raw:
         if key not in known_params:
             allowed = ", ".join(known_params) or "none"
-            raise KeyedError(key, f"unknown key for problem {name!r} (allowed: {allowed})")
+            hint = did_you_mean(key, known_params)
+            raise KeyedError(key, f"unknown key for problem {name!r}{hint} (allowed: {allowed})")
     out: dict[str, Any] = {}
     for param in info.params:
         if param.name in raw:
@@ -270,15 +454,27 @@ def resolve_params(name: str, raw: dict[str, Any], base_dir: Path) -> dict[str, 
     return out
 
 
-def builder_for(name: str) -> Callable[..., Any]:
-    """The callable that builds problem ``name`` (a plug-in is imported here, and only here)."""
+def size_param(name: str, kwargs: dict[str, Any]) -> str | None:
+    """The size parameter to blame when building problem ``name`` runs out of memory: the one
+    with the largest value (a list counts by its largest entry); None for plug-ins."""
+    info = PROBLEMS.get(name)
+    if info is None:
+        return None
+    sizes = {}
+    for param in info.params:
+        value = kwargs.get(param.name, param.default)
+        if param.size and value is not None:
+            sizes[param.name] = max(value) if isinstance(value, list) else value
+    return max(sizes, key=sizes.__getitem__) if sizes else None
+
+
+def builder_for(name: str, search_path: str | None = None) -> Callable[..., Any]:
+    """The callable that builds problem ``name``. A plug-in is imported here, and only here:
+    installed, or from ``search_path`` (the grid's folder) by file location (``plugin``)."""
     if is_plugin(name):
-        module_name, _, func_name = name.partition(":")
-        module = importlib.import_module(module_name)
-        try:
-            return getattr(module, func_name)
-        except AttributeError:
-            raise ImportError(f"module {module_name!r} has no function {func_name!r}") from None
+        from sgdbench.problems import plugin
+
+        return plugin.builder(name, search_path)
     return PROBLEMS[name].build_fn()
 
 
