@@ -230,14 +230,20 @@ def _print_dry_run(grid: Grid) -> None:
     axes = list(grid.axes) or ["optimizer", "lr"]
     if any(s.engine != "eager" for s in grid.runs):
         axes.append("engine")  # which runs --engine auto|stacked stacks, and which stay eager
+    if grid.search.trials:
+        axes.append("trial")  # which sampled configuration each run belongs to
     header = ["run_id", *axes]
     rows = [[s.run_id, *(str(s.axes.get(a, getattr(s, a, ""))) for a in axes)] for s in grid.runs]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    from sgdbench.search import budget_line
+
     print(
-        f"{len(grid.runs)} run(s) in grid {grid.name!r} (dry run: nothing written)", file=sys.stderr
+        f"{len(grid.runs)} run(s) in grid {grid.name!r}, {budget_line(grid.search, grid.runs)} "
+        "(dry run: nothing written)",
+        file=sys.stderr,
     )
 
 
@@ -411,6 +417,68 @@ def compare(
         raise _fail(e, verbose) from None
     sys.stdout.write(text)
     raise typer.Exit(EXIT_FAILED if regressed else EXIT_OK)
+
+
+class LrFindFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+@app.command("lr-find")
+def lr_find(
+    grid: Annotated[
+        Path, typer.Argument(help="grid file (TOML); its first configuration is tested")
+    ],
+    start: Annotated[float, typer.Option(min=0, help="first learning rate")] = 1e-7,
+    end: Annotated[float, typer.Option(min=0, help="last learning rate")] = 10.0,
+    steps: Annotated[
+        int, typer.Option(min=2, help="steps of the range test (with --sweep: per lr)")
+    ] = 100,
+    stop_factor: Annotated[
+        float, typer.Option(help="stop once the smoothed loss exceeds this times its minimum")
+    ] = 4.0,
+    beta: Annotated[
+        float | None,
+        typer.Option(help="EMA smoothing factor [0.98 for minibatches, 0 for full batch]"),
+    ] = None,
+    sweep: Annotated[
+        bool,
+        typer.Option("--sweep", help="train K log-spaced lrs at once (stacked engine) instead"),
+    ] = False,
+    k: Annotated[int, typer.Option("--k", min=2, help="--sweep: number of learning rates")] = 64,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="picture file [results/<name>/plots/lr_find.png]"),
+    ] = None,
+    fmt: Annotated[
+        LrFindFormat, typer.Option("--format", help="table | json (every point)")
+    ] = LrFindFormat.table,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Learning-rate range test: grow the lr exponentially, record loss vs lr, suggest lrs.
+
+    Example: sgdbench lr-find experiments/quickstart.toml --start 1e-5 --end 10
+
+    With --sweep: sgdbench lr-find grid.toml --sweep --k 64 --steps 200
+    """
+    try:
+        from sgdbench import lrfind_report
+
+        text = lrfind_report.main(
+            grid,
+            start=start,
+            end=end,
+            steps=steps,
+            stop_factor=stop_factor,
+            beta=beta,
+            sweep=sweep,
+            k=k,
+            out=out,
+            fmt=fmt.value,
+        )
+    except SgdbenchError as e:
+        raise _fail(e, verbose) from None
+    sys.stdout.write(text)
 
 
 @app.command("list")

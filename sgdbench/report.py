@@ -21,7 +21,7 @@ import pandas as pd
 from sgdbench.errors import UsageError
 
 REPORT_SCHEMA_VERSION = 1
-STATUSES = ("ok", "diverged", "stalled", "timeout", "failed", "skipped")
+STATUSES = ("ok", "diverged", "stalled", "timeout", "pruned", "failed", "skipped")
 # Runs that trained (their numbers mean something); failed and skipped runs are only counted.
 TRAINED = ("ok", "diverged", "stalled", "timeout")
 RUN_COLUMNS = [
@@ -852,12 +852,18 @@ def render(
     _, table, head = build(
         results, by=by, best=best, sort=sort, target_loss=target_loss, all_versions=all_versions
     )
+    from sgdbench.halving import rung_summary
+
+    rungs = rung_summary(results, all_versions)  # halving's rungs; "" for other grids
     what = "group(s)" if by else "configuration(s)"
     title = f"{results.name}: {len(table)} {what}" + (" — best lr" if best else "")
     if fmt == "json":
         return to_json(table, head, results, parse_columns(by))
     if fmt == "csv":
         return to_csv(table)
-    if fmt == "markdown":
-        return to_markdown(table, head, title)
-    return to_rich(table, head, color=color, width=width, title=title)
+    text = (
+        to_markdown(table, head, title)
+        if fmt == "markdown"
+        else to_rich(table, head, color=color, width=width, title=title)
+    )
+    return text + (f"\n{rungs}\n" if rungs else "")

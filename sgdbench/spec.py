@@ -21,10 +21,21 @@ from pathlib import Path
 from typing import Any
 
 from sgdbench import SCHEMA_VERSION
+from sgdbench import search as search_mod
 from sgdbench.errors import GridError, KeyedError, did_you_mean
 from sgdbench.problems.registry import FLOAT32_MAX, MAX_SEED
 
-TOP_KEYS = ("name", "description", "problem", "train", "grid", "optimizers", "exclude", "include")
+TOP_KEYS = (
+    "name",
+    "description",
+    "problem",
+    "train",
+    "grid",
+    "search",
+    "optimizers",
+    "exclude",
+    "include",
+)
 FIXED_AXES = ("optimizer", "lr", "batch_size", "device", "seed", "schedule")
 ENGINES = ("eager", "stacked")
 ENGINE_CHOICES = ("auto", *ENGINES)  # what load_grid accepts; "auto" resolves per run
@@ -68,8 +79,9 @@ _DEVICE_RE = re.compile(r"^(cpu|auto|cuda(:\d+)?)$")
 
 @dataclass(frozen=True)
 class RunSpec:
-    """A fully resolved run. ``run_id`` hashes every field except ``name``, ``axes`` and
-    ``search_path`` (which say where the run came from, not what it computes)."""
+    """A fully resolved run. ``run_id`` hashes every field except ``name``, ``axes``,
+    ``search_path``, ``search`` and ``trial`` (which say where the run came from, not what it
+    computes) and how it is kept (checkpoints, saved model)."""
 
     problem: str
     problem_kwargs: dict[str, Any]
@@ -98,6 +110,8 @@ class RunSpec:
     threads: int | str  # a count, or "auto"
     early_stopping_patience: int = 0
     engine: str = "eager"
+    # Successive halving ({"eta": .., "rungs": [..]}): a run may stop at a rung as "pruned".
+    halving: dict[str, Any] | None = None
     # Where the run came from and how it is kept, not what it computes: not part of run_id.
     checkpoint_every: int = field(default=0, compare=False)
     keep_checkpoints: bool = field(default=False, compare=False)
@@ -105,6 +119,8 @@ class RunSpec:
     name: str = field(default="", compare=False)
     axes: dict[str, Any] = field(default_factory=dict, compare=False)
     search_path: str | None = field(default=None, compare=False)
+    search: str = field(default="grid", compare=False)  # how it was chosen: grid | random | ...
+    trial: int | None = field(default=None, compare=False)  # which sampled trial, if any
     checkpoint_dir: str | None = field(default=None, compare=False)  # set by the runner
 
     _NOT_HASHED = (
@@ -114,6 +130,8 @@ class RunSpec:
         "name",
         "axes",
         "search_path",
+        "search",
+        "trial",
         "checkpoint_dir",
     )
 
@@ -123,6 +141,8 @@ class RunSpec:
         d = asdict(self)
         for key in self._NOT_HASHED:
             d.pop(key)
+        if d["halving"] is None:
+            del d["halving"]  # plain runs keep the ids they had before halving existed
         path = d["problem_kwargs"].get("path")
         if self.problem == "file" and isinstance(path, str):
             d["problem_kwargs"] = {**d["problem_kwargs"], "path": data_identity(path)}
@@ -212,6 +232,7 @@ class Grid:
     runs: list[RunSpec]
     axes: list[str]  # keys that vary across runs, in grid order
     notes: list[str] = field(default_factory=list)  # e.g. why runs fall back to eager
+    search: search_mod.SearchPlan = field(default_factory=search_mod.SearchPlan)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -729,10 +750,20 @@ def load_grid(path: str | Path, *, engine: str | None = None) -> Grid:
     user_presets = set(ctx.table(data, "optimizers"))
     presets = _check_presets(ctx, ctx.table(data, "optimizers"))
     grid_table = _flatten_problem_keys(ctx.table(data, "grid"))
-    axes = _axes(ctx, grid_table, presets)
+    try:
+        search = search_mod.plan(data.get("search"), grid_table)
+    except KeyedError as e:
+        raise ctx.fail(e.key, e.message) from None
+    axes = _axes(ctx, {**grid_table, **search.sampled_axes()}, presets)
     excludes = _entries(ctx, data, "exclude", axes, presets)
     includes = _entries(ctx, data, "include", axes, presets)
-    combos = ctx.check("grid", _expand, axes, excludes, includes)
+    # The run-count limit counts trials: the plain grid is checked as it expands, and again
+    # once crossed with the trials, before those runs are built.
+    combos = search.expand(
+        axes,
+        lambda plain: ctx.check("grid", _expand, plain, excludes, includes),
+        lambda count: ctx.check("search.trials", _check_run_count, count),
+    )
     if not combos:
         raise ctx.fail("exclude", "excludes every run: nothing left to run")
     facts_cache: dict[str, _ProblemFacts] = {}
@@ -885,12 +916,24 @@ def load_grid(path: str | Path, *, engine: str | None = None) -> Grid:
             name=name,
             axes={k: combo[k][0] for k in varying if k in combo},
             search_path=str(base_dir),
+            search=search.method,
+            trial=search.trial_of(combo),
+            halving=search.halving_for(steps, steps_per_epoch),
         )
         runs.setdefault(spec.run_id, spec)  # an include may repeat a combination: run it once
     specs, notes = list(runs.values()), []
     if engine != "eager":
         specs, notes = _choose_engines(specs, engine, file)
-    return Grid(name=name, path=path, text=text, runs=specs, axes=varying, notes=notes)
+    if search.method == "halving" and any(s.engine != "stacked" for s in specs):
+        raise ctx.fail(
+            "search.method",
+            'halving runs on the stacked engine ([train] engine = "stacked" or --engine '
+            "stacked), where pruned members leave the stack and the others go on; "
+            + (notes[0].split(": ", 2)[-1] if notes else "this grid runs eager"),
+        )
+    return Grid(
+        name=name, path=path, text=text, runs=specs, axes=varying, notes=notes, search=search
+    )
 
 
 def _choose_engines(

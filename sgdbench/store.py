@@ -130,6 +130,10 @@ RUN_SCHEMA = pa.schema(
         ("group_train_time_s", pa.float64()),
         # the grid version (see ``grid_id``) the run last belonged to; null in older folders
         ("grid_id", pa.string()),
+        # how the run was chosen ([search]): grid | random | sobol | halton | halving, the trial
+        ("search", pa.string()),
+        ("trial", pa.int64()),
+        ("rung", pa.int64()),  # halving: the last rung reached (len(rungs): the full budget)
     ]
 )
 
@@ -292,6 +296,9 @@ def run_row(spec: RunSpec, traj: Trajectory, git_sha: str | None) -> dict[str, A
         "group_id": info.get("group_id"),
         "group_size": info.get("group_size"),
         "group_train_time_s": info.get("group_train_time_s"),
+        "search": spec.search,
+        "trial": spec.trial,
+        "rung": info.get("rung"),
     }
 
 

@@ -37,7 +37,8 @@ def plan(specs: list[RunSpec], max_group_size: int | None = None) -> list[Unit]:
             unit = open_units[spec.group_id] = []
             units.append(unit)
         unit.append(spec)
-        if len(unit) >= cap:
+        # A halving group stays whole: its rung decisions compare every configuration.
+        if len(unit) >= cap and not spec.halving:
             del open_units[spec.group_id]  # the group's next run starts a new unit
     return units
 

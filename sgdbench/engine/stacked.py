@@ -16,6 +16,12 @@ The group's own figures go in ``Trajectory.info`` (``group_train_time_s``, ``gro
 
 Each member has its own ``RunState`` and is judged by the same checks, in the same order, as an
 eager run; only the evaluation is batched (one pass over the data for the whole stack).
+
+Successive halving (``[search] method = "halving"``): each rung is a window end with an
+evaluation for everyone; a ``Pruner`` ranks the configurations still training by that
+evaluation and the pruned members leave the stack like any finished member (status ``pruned``),
+while the survivors go on, never restarted. A member that ended otherwise than ``ok`` (diverged,
+stalled, out of time) counts as +inf for its configuration from then on.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from sgdbench.engine.stacking import StackedBatches, StackedModel
 from sgdbench.engine.state import RunState
 from sgdbench.engine.trajectory import Trajectory
 from sgdbench.engine.windows import is_eval_step, warmup_steps, window_ends
+from sgdbench.halving import Pruner
 from sgdbench.problems.factory import build_for_run
 from sgdbench.spec import RunSpec
 
@@ -98,6 +105,7 @@ def _train_group(
     }
     for t in trajs:
         t.info.update(info)
+    pruner = Pruner.for_specs(specs)  # successive halving: None for a plain group
 
     batches = StackedBatches(problem, specs, device)
     stack = [RunState(s, t.evals) for s, t in zip(specs, trajs, strict=True)]  # row -> member
@@ -107,7 +115,10 @@ def _train_group(
     clock = WindowClock(device)
     group_clock = 0.0
     step = 0
-    for end in window_ends(spec0, warmup_steps(spec0)):
+    ends = window_ends(spec0, warmup_steps(spec0))
+    if pruner is not None:
+        ends = sorted({*ends, *pruner.rungs})  # a rung is a window end, with an evaluation
+    for end in ends:
         # ---- hot loop: nothing here reads a value back from the device -----------------------
         pending: list[Tensor] = []
         with clock:
@@ -132,10 +143,14 @@ def _train_group(
             flat = model.flat.detach().double().cpu()
             for r, state in enumerate(stack):
                 state.record_parameters(flat[r])
-        _decide(stack, model)
+        _decide(stack, model, rung=pruner is not None and step in pruner.rungs)
+        if pruner is not None:
+            _halve(pruner, stack, members)
         for state, m in zip(stack, members, strict=True):
             if state.verdict is not None:
                 state.finish(trajs[m])
+                if pruner is not None:
+                    trajs[m].info["rung"] = pruner.reached(state.step, state.spec.steps)
         keep = [r for r, state in enumerate(stack) if state.verdict is None]
         if not keep:
             break
@@ -151,16 +166,20 @@ def _train_group(
         t.info["group_train_time_s"] = group_clock
 
 
-def _decide(stack: list[RunState], model: StackedModel) -> None:
+def _decide(stack: list[RunState], model: StackedModel, rung: bool = False) -> None:
     """The eager engine's checks, member by member and in its order, at a window end: stalled
     (already known), diverged, evaluation (early stopping, target), out of time; a member that
-    ends here is evaluated here, and everyone is at an evaluation step or the run's end."""
+    ends here is evaluated here, and everyone is at an evaluation step, a halving ``rung`` or
+    the run's end. A rung's evaluation only feeds the pruning: the checks that would stop the
+    same run on its own look at its evaluation steps alone."""
     for state in stack:
         state.verdict = state.verdict or state.check_losses()
     first = stack[0]  # the members share the step and the clock
     eval_step = is_eval_step(first.spec, first.step)
     last = first.step == first.spec.steps or first.check_clock() is not None
-    rows = [r for r, state in enumerate(stack) if eval_step or last or state.verdict is not None]
+    rows = [
+        r for r, state in enumerate(stack) if eval_step or last or rung or state.verdict is not None
+    ]
     if not rows:
         return
     results = _record_evals(stack, model.evaluate(), rows)
@@ -181,3 +200,27 @@ def _record_evals(
         member = {col: float(values[r]) for col, values in result.items()}
         out.append(stack[r].record_eval(member))
     return out
+
+
+def _halve(pruner: Pruner, stack: list[RunState], members: list[int]) -> None:
+    """Successive halving at a window end: members that just ended otherwise than ``ok`` count
+    as +inf from now on; at a rung (not past ``max_seconds``), the configurations outside the
+    best 1/eta by the rung's evaluation get the verdict ``pruned``."""
+    for state, m in zip(stack, members, strict=True):
+        if state.verdict is not None and state.verdict.status not in ("ok", "pruned"):
+            pruner.retire(m)
+    first = stack[0]  # the members share the step and the clock
+    rung = pruner.rung_of(first.step)
+    if rung is None or first.check_clock() is not None:
+        return
+    alive = [(state, m) for state, m in zip(stack, members, strict=True) if state.verdict is None]
+    pruned = set(
+        pruner.decide([m for _, m in alive], [state.evals["train_loss"][-1] for state, _ in alive])
+    )
+    for state, m in alive:
+        if m in pruned:
+            state.verdict = Verdict(
+                "pruned",
+                f"pruned at rung {rung} (step {state.step}): the median full-data loss over its "
+                f"seeds was not among the best 1/{pruner.eta}",
+            )

@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
-STATUSES = ("ok", "diverged", "stalled", "timeout", "failed", "skipped")
-FINAL_STATUSES = ("ok", "diverged", "stalled", "timeout")  # a rerun skips these
+STATUSES = ("ok", "diverged", "stalled", "timeout", "pruned", "failed", "skipped")
+# A rerun skips these; "pruned" (successive halving stopped it at a rung) is where it ends.
+FINAL_STATUSES = ("ok", "diverged", "stalled", "timeout", "pruned")
 EVAL_COLUMNS = ("step", "time_s", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
 
