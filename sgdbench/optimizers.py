@@ -12,6 +12,11 @@ from typing import Any
 
 import torch
 
+from sgdbench.lazy_dynamo import defer_dynamo_import
+
+# Nothing in sgdbench compiles: building an optimizer must not import torch._dynamo (1.5 s).
+defer_dynamo_import()
+
 # Keywords sgdbench sets itself (params, lr) or through ``train.optimizer_impl``.
 RESERVED = ("params", "lr", "foreach", "fused", "capturable", "differentiable")
 IMPLS = ("auto", "fused", "foreach", "forloop")
