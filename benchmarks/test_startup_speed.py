@@ -97,6 +97,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield root
 
 
+@pytest.mark.timeout(3600)  # whole processes on a loaded machine: minutes, not seconds
 def test_command_startup(folder: Path, benchmark) -> None:
     cases = {
         "import pandas": [sys.executable, "-c", "import pandas"],
@@ -116,6 +117,7 @@ def test_command_startup(folder: Path, benchmark) -> None:
     assert cpu["run, one 10-step run"] < 1.3 * cpu["import torch"]
 
 
+@pytest.mark.timeout(3600)
 def test_per_run_overhead(folder: Path, benchmark) -> None:
     """Whole-process time of 200 runs of 10 steps, less one run's, less their training clock."""
     cases = {
