@@ -129,3 +129,21 @@ def test_plain_step_runs_grad_free_and_keeps_step_hooks() -> None:
     handle.remove()
     assert seen == [1]
     assert torch.allclose(p.detach(), torch.full((3,), 0.8))
+
+
+def test_optimizer_catalog_from_source_matches_torch() -> None:
+    from sgdbench import optimizer_catalog, optimizers
+
+    static = optimizer_catalog.keyword_defaults(optimizer_catalog.RESERVED)
+    assert static is not None  # this torch's source reads plainly: no torch import to list
+    from_torch = {
+        cls.__name__: optimizers.keyword_defaults(name)
+        for name, cls in optimizers.optimizer_classes().items()
+    }
+    assert static == from_torch
+
+
+def test_list_optimizers_does_not_import_torch(tmp_path: Path) -> None:
+    code, modules = _modules(tmp_path, "list", "optimizers")
+    assert code == 0
+    assert "torch" not in modules
