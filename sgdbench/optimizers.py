@@ -13,7 +13,9 @@ from typing import Any
 import torch
 
 from sgdbench.lazy_dynamo import defer_dynamo_import
-from sgdbench.optimizer_catalog import RESERVED, UNSUPPORTED
+from sgdbench.optimizer_catalog import BUILTIN_PRESETS as BUILTIN_PRESETS  # re-exported
+from sgdbench.optimizer_catalog import RESERVED as RESERVED
+from sgdbench.optimizer_catalog import UNSUPPORTED as UNSUPPORTED
 
 # Nothing in sgdbench compiles: building an optimizer must not import torch._dynamo (1.5 s).
 defer_dynamo_import()
