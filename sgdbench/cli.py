@@ -495,17 +495,23 @@ def list_(what: Annotated[ListWhat, typer.Argument(help="problems | optimizers")
                 print(f"    {p.name} [{p.kind}, {default}]{choices}: {p.help}")
         print('plug-in: name = "package.module:function" returning an sgdbench.Problem')
         return
-    from sgdbench import optimizers
+    from sgdbench import optimizer_catalog
 
-    for name, cls in sorted(optimizers.optimizer_classes().items()):
-        note = (
-            f"  ({optimizers.UNSUPPORTED[cls.__name__]})"
-            if cls.__name__ in optimizers.UNSUPPORTED
-            else ""
-        )
-        kwargs = ", ".join(f"{k}={v!r}" for k, v in optimizers.keyword_defaults(name).items())
-        print(f"{cls.__name__}: {kwargs}{note}")
-    for name, preset in optimizers.BUILTIN_PRESETS.items():
+    # Read from torch's source when it reads plainly (no 4 s torch import), else ask torch.
+    catalog = optimizer_catalog.keyword_defaults(optimizer_catalog.RESERVED)
+    if catalog is None:
+        from sgdbench import optimizers
+
+        catalog = {
+            cls.__name__: optimizers.keyword_defaults(name)
+            for name, cls in optimizers.optimizer_classes().items()
+        }
+    for class_name, defaults in sorted(catalog.items(), key=lambda item: item[0].lower()):
+        why = optimizer_catalog.UNSUPPORTED.get(class_name)
+        note = f"  ({why})" if why else ""
+        kwargs = ", ".join(f"{k}={v!r}" for k, v in defaults.items())
+        print(f"{class_name}: {kwargs}{note}")
+    for name, preset in optimizer_catalog.BUILTIN_PRESETS.items():
         body = ", ".join(f"{k}={v!r}" for k, v in preset.items() if k != "type")
         print(f"preset {name}: {preset['type']}({body})")
 

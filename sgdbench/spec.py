@@ -689,18 +689,6 @@ def load_grid(path: str | Path, *, engine: str | None = None) -> Grid:
     """
     if engine is not None and engine not in ENGINE_CHOICES:
         raise ValueError(f"engine must be one of {', '.join(ENGINE_CHOICES)}, got {engine!r}")
-    import torch
-
-    from sgdbench import optimizers as opt
-    from sgdbench import schedules
-    from sgdbench.problems.factory import build_problem, parameter_count
-    from sgdbench.problems.registry import (
-        is_function_problem,
-        is_plugin,
-        resolve_params,
-        size_param,
-    )
-
     file = str(path)
     ctx = _Ctx(file)
     path = Path(path)
@@ -747,6 +735,19 @@ def load_grid(path: str | Path, *, engine: str | None = None) -> Grid:
     train = _check_train(ctx, ctx.table(data, "train"))
     if engine is None:
         engine = train["engine"]
+    # torch only now: a missing file, a TOML error or a bad [train] exits without importing it.
+    import torch
+
+    from sgdbench import optimizers as opt
+    from sgdbench import schedules
+    from sgdbench.problems.factory import build_problem, parameter_count
+    from sgdbench.problems.registry import (
+        is_function_problem,
+        is_plugin,
+        resolve_params,
+        size_param,
+    )
+
     user_presets = set(ctx.table(data, "optimizers"))
     presets = _check_presets(ctx, ctx.table(data, "optimizers"))
     grid_table = _flatten_problem_keys(ctx.table(data, "grid"))

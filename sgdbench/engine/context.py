@@ -21,6 +21,7 @@ import torch
 from sgdbench.engine import seeding
 from sgdbench.engine.trajectory import Trajectory
 from sgdbench.errors import describe
+from sgdbench.lazy_dynamo import manual_seed
 from sgdbench.spec import RunSpec
 
 SYNC_DEBUG_ENV = "SGDBENCH_SYNC_DEBUG"  # "1": a host sync inside a CUDA step loop is an error
@@ -66,7 +67,7 @@ def run_context(spec: RunSpec, device: torch.device) -> Iterator[None]:
     deterministic = torch.are_deterministic_algorithms_enabled()
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seeding.derive_seed(spec.seed, seeding.GLOBAL))
+        manual_seed(seeding.derive_seed(spec.seed, seeding.GLOBAL))
         if isinstance(spec.threads, int):
             torch.set_num_threads(spec.threads)
         if device.type == "cuda":
@@ -75,7 +76,8 @@ def run_context(spec: RunSpec, device: torch.device) -> Iterator[None]:
             yield
         finally:
             torch.set_num_threads(threads)
-            torch.use_deterministic_algorithms(deterministic)
+            if device.type == "cuda":  # as set above; the call imports torch._inductor (1.5 s)
+                torch.use_deterministic_algorithms(deterministic)
 
 
 @contextlib.contextmanager

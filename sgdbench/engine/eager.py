@@ -55,6 +55,7 @@ from sgdbench.engine.evaluation import evaluate
 from sgdbench.engine.state import RunState
 from sgdbench.engine.trajectory import Trajectory
 from sgdbench.engine.windows import CHUNK_STEPS, WARMUP_STEPS, is_eval_step, window_ends
+from sgdbench.lazy_dynamo import plain_step
 from sgdbench.problems.base import Problem
 from sgdbench.problems.factory import build_for_run
 from sgdbench.spec import RunSpec
@@ -68,13 +69,14 @@ def make_update(
     """One optimizer update on a batch; returns the batch loss computed before the update."""
     model, loss_fn = problem.model, problem.loss_fn
     params = [p for group in optimizer.param_groups for p in group["params"]]
+    step = plain_step(optimizer)  # optimizer.step minus its torch._dynamo import
 
     def update(xb: Tensor | None, yb: Tensor | None) -> Tensor:
         loss = loss_fn(model(xb), yb)
         for p in params:  # optimizer.zero_grad(set_to_none=True) minus its wrappers' cost
             p.grad = None
         loss.backward()
-        optimizer.step()
+        step()
         return loss
 
     def update_with_closure(xb: Tensor | None, yb: Tensor | None) -> Tensor:
@@ -84,7 +86,7 @@ def make_update(
             loss.backward()
             return loss
 
-        return optimizer.step(closure)  # type: ignore[return-value]  # LBFGS: the first loss
+        return step(closure)  # type: ignore[return-value]  # LBFGS: the first loss
 
     return update_with_closure if closure_style else update
 
