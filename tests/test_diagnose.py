@@ -102,7 +102,9 @@ def test_verdict_rules_on_hand_made_curves():
     assert verdict("ok", steps, [1.0] * 11, None, -0.9).verdict == "oscillating"
     falling = [0.9**s for s in steps]
     assert verdict("ok", steps, falling, None, 0.9).verdict == "improving"
-    assert verdict("ok", steps, [1.0, *[2.0] * 10], None, 0.0).verdict == "diverged"
+    # Status ok (the engine did not stop it) but the loss grew: the lr, not the status, is wrong.
+    assert verdict("ok", steps, [1.0, *[2.0] * 10], None, 0.0).verdict == "lr_too_high"
+    assert verdict("diverged", steps, [1.0, *[2.0] * 10], None, 0.0).verdict == "diverged"
     assert verdict("ok", steps, [*falling[:-1], math.nan], 0.5, 0.0).verdict == "diverged"
     assert verdict("stalled", [0], [1.0], None, math.nan).verdict == "stalled"
     assert verdict("failed", [], [], None, math.nan).verdict is None

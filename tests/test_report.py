@@ -58,10 +58,10 @@ def test_quadratic_steps_to_target_and_divergence(quad: Path) -> None:
     head = doc["headline"]
     assert head["fastest"]["configuration"] == "lr=0.5"
     assert head["slowest"]["configuration"] == "lr=0.1"
-    assert head["times_faster"] == pytest.approx(
-        rows[0.1]["time_to_target_s_median"] / rows[0.5]["time_to_target_s_median"]
-    )
+    # One seed and no throughput interval: no measure of noise, so no "× faster" ratio.
+    assert head["times_faster"] is None and head["times_faster_interval"] is None
     assert head["fewer_steps"] == pytest.approx(3.0)
+    assert head["decided_by"] == "steps"
     runs = pd.read_parquet(quad / "runs.parquet")
     diverged_id = runs.loc[runs["lr"] == 1.5, "run_id"].item()
     assert [d["run_id"] for d in head["diverged"]] == [diverged_id]
