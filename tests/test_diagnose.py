@@ -166,3 +166,41 @@ def test_frozen_weights_are_stalled(tmp_path):
     ).iloc[0]
     assert row["status"] == "stalled" and "frozen weights" in row["message"]
     assert row["verdict"] == "stalled" and row["steps"] == 0
+
+
+def test_a_loss_levelling_off_far_above_target_is_a_plateau_not_too_slow():
+    # L(t) = 0.48 + e^(-t/10): a floor at 0.48, as Adam at a too-high lr; never "train longer"
+    steps = list(range(0, 201, 10))
+    losses = [0.48 + math.exp(-s / 10) for s in steps]
+    assert verdict("ok", steps, losses, 0.05, 0.0).verdict == "plateau"
+    # a steady exponential descent (x² at a small lr) stays too_slow
+    steady = [2.25 * 0.99**s for s in steps]
+    assert verdict("ok", steps, steady, 1e-4, 0.9).verdict == "too_slow"
+
+
+def test_noisy_quadratic_noise_floor_grows_with_the_lr(tmp_path):
+    """SGD at batch size 1 on DeepOBS's noisy quadratic: the larger lr settles on a higher
+    floor, so it is "too high for this batch size", not "too slow"."""
+    from sgdbench import report
+
+    run(
+        tmp_path,
+        """
+        [problem]
+        name = "noisy_quadratic"
+        dim = 20
+        n_samples = 200
+        [train]
+        steps = 400
+        target_loss = 1.0
+        eval_every = 20
+        [grid]
+        lr = [0.002, 0.01]
+        batch_size = 1
+    """,
+    )
+    runs, _, _ = report.build(tmp_path / "out")
+    row = runs.set_index("lr").loc[0.01]
+    assert row["verdict"] == "lr_too_high"
+    assert "lr 0.002 reaches" in row["verdict_detail"] and "batch size 1" in row["verdict_detail"]
+    assert runs.set_index("lr").loc[0.002, "verdict"] != "lr_too_high"
