@@ -43,6 +43,7 @@ from sgdbench.report.fmt import (
 from sgdbench.report.formats import (
     COLUMNS,
     REPORT_SCHEMA_VERSION,
+    SORT_BY,
     display_rows,
     to_csv,
     to_json,
@@ -63,6 +64,7 @@ __all__ = [
     "BY_COLUMNS",
     "COLUMNS",
     "REPORT_SCHEMA_VERSION",
+    "SORT_BY",
     "TARGET_COLUMNS",
     "TRAINED",
     "Headline",

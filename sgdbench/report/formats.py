@@ -120,6 +120,22 @@ COLUMNS: dict[str, tuple[str, str, Cell, bool, bool]] = {
     ),
     "val_acc": ("val acc", "val acc", _val_acc, True, True),
 }
+# The summary column whose number sorts each markdown/HTML header (the HTML report's sort).
+SORT_BY = {
+    COLUMNS[key][1]: column
+    for key, column in (
+        ("runs", "runs"),
+        ("final_loss_iqr", "final_loss_median"),
+        ("best_loss", "best_loss_median"),
+        ("reached", "reached"),
+        ("steps_to_target", "steps_to_target_median"),
+        ("samples_to_target", "samples_to_target_median"),
+        ("time_to_target", "time_to_target_s_median"),
+        ("steps_per_s", "steps_per_s_median"),
+        ("samples_per_s", "samples_per_s_median"),
+        ("val_acc", "final_val_accuracy_median"),
+    )
+}
 TARGET_KEYS = ("reached", "steps_to_target", "samples_to_target", "time_to_target")
 
 
