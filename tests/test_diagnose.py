@@ -190,17 +190,18 @@ def test_noisy_quadratic_noise_floor_grows_with_the_lr(tmp_path):
         name = "noisy_quadratic"
         dim = 20
         n_samples = 200
+        noise = 2.0
         [train]
         steps = 400
         target_loss = 1.0
         eval_every = 20
         [grid]
-        lr = [0.002, 0.01]
+        lr = [0.002, 0.02]
         batch_size = 1
     """,
     )
     runs, _, _ = report.build(tmp_path / "out")
-    row = runs.set_index("lr").loc[0.01]
+    row = runs.set_index("lr").loc[0.02]
     assert row["verdict"] == "lr_too_high"
     assert "lr 0.002 reaches" in row["verdict_detail"] and "batch size 1" in row["verdict_detail"]
     assert runs.set_index("lr").loc[0.002, "verdict"] != "lr_too_high"
