@@ -31,7 +31,7 @@ def listing(root: Path, folders: list[Path], *, color: bool = False) -> str:
     for folder in folders:
         name = str(folder.relative_to(root)) if folder.is_relative_to(root) else str(folder)
         try:
-            runs, table, head = report.build(folder, quiet=True)
+            runs, _, head = report.build(folder, quiet=True, extra_columns=["started_at"])
         except SgdbenchError as e:
             rows.append([name, "-", "-", "-", str(e).split(": ", 1)[-1]])
             continue
