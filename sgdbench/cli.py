@@ -191,12 +191,12 @@ def run(
             f"  failed {run_id}: {message} (traceback: {out_dir}/logs/{run_id}.log)",
             file=sys.stderr,
         )
+    if ran:  # before why the grid stopped early, which stays the last line
+        _print_run_summary(out_dir)
     if outcome.interrupted:
         print("sgdbench: interrupted; finished runs are kept, rerun to continue", file=sys.stderr)
     if outcome.stopped_early:
         print(f"sgdbench: {outcome.stopped_early}", file=sys.stderr)
-    if ran:
-        _print_run_summary(out_dir)
     raise typer.Exit(outcome.exit_code)
 
 

@@ -4,7 +4,6 @@ difference lies outside the measured noise, and then the headline says so (DESIG
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -13,7 +12,15 @@ import numpy as np
 import pandas as pd
 
 from sgdbench.report.aggregate import axis_names, label_columns, speed_key
-from sgdbench.report.fmt import describe, fmt_count, fmt_seconds, fmt_sig, fmt_times, plain
+from sgdbench.report.fmt import (
+    describe,
+    fmt_count,
+    fmt_seconds,
+    fmt_sig,
+    fmt_times,
+    json_number,
+    plain,
+)
 
 # Verdicts listed under the table with their explanation (see sgdbench.diagnose).
 DIAGNOSED = ("too_slow", "oscillating", "plateau", "lr_too_high")
@@ -168,9 +175,9 @@ def _list_runs(runs: pd.DataFrame, head: Headline) -> None:
 def _speed_summary(row: pd.Series, labels: Sequence[str]) -> dict[str, Any]:
     return {
         "configuration": describe(row, labels),
-        "steps_to_target": _num(row["steps_to_target_median"]),
-        "samples_to_target": _num(row["samples_to_target_median"]),
-        "time_to_target_s": _num(row["time_to_target_s_median"]),
+        "steps_to_target": json_number(row["steps_to_target_median"]),
+        "samples_to_target": json_number(row["samples_to_target_median"]),
+        "time_to_target_s": json_number(row["time_to_target_s_median"]),
         "reached": int(row["reached"]),
         "runs": int(row["runs"]),
     }
@@ -180,14 +187,6 @@ def _ratio(a: float, b: float) -> float | None:
     if pd.isna(a) or pd.isna(b) or b <= 0:
         return None
     return float(a / b)
-
-
-def _num(v: Any) -> Any:
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, float | np.floating):
-        return float(v) if math.isfinite(v) else None
-    return v
 
 
 def fmt_ratio_interval(ratio: float, interval: tuple[float, float]) -> str:
