@@ -21,8 +21,8 @@ The first rule that applies wins:
 6. ``plateau``: improved by less than 10% over the second half, or is levelling off, and
    stayed above the target.
 
-Then, across the grid (``lr_too_high`` below): a run that plateaued, oscillated or was called
-too slow while a smaller learning rate with every other axis equal (same batch size, same seed)
+Then, across the grid (``lr_too_high`` below): a run that plateaued or was called too slow
+while a smaller learning rate with every other axis equal (same batch size, same seed)
 ends at a loss under 0.9x its own is ``lr_too_high``: its noise floor (SGD's grows with the lr)
 or its bouncing, not its budget, holds it back.
 
@@ -129,8 +129,9 @@ def _levelling_off(steps: list[int], losses: list[float], mid_step: int, ratio: 
 def lr_too_high(runs: Any, others: list[str]) -> Any:
     """Runs (a report's runs frame) whose smaller-lr sibling in the grid, every axis in
     ``others`` and the seed equal, ends at a loss under ``LOWER`` x theirs: verdict
-    ``lr_too_high``, naming the sibling. Only runs that plateaued, oscillated or were called
-    too slow are reconsidered; a copy is returned."""
+    ``lr_too_high``, naming the sibling. Only runs that plateaued or were called too slow are
+    reconsidered (``oscillating`` already says the lr is too high, and why); a copy is
+    returned."""
     runs = runs.copy()
     if "lr" not in runs or runs.empty:
         return runs
@@ -151,7 +152,7 @@ def lr_too_high(runs: Any, others: list[str]) -> Any:
         if runs["status"].iloc[i] == "ok" and v == "diverged":
             verdicts[i] = "lr_too_high"  # a folder written before rule 2 existed
             continue
-        if runs["status"].iloc[i] != "ok" or v not in ("plateau", "oscillating", "too_slow"):
+        if runs["status"].iloc[i] != "ok" or v not in ("plateau", "too_slow"):
             continue
         lower = [
             j
