@@ -191,6 +191,8 @@ def run(
             f"  failed {run_id}: {message} (traceback: {out_dir}/logs/{run_id}.log)",
             file=sys.stderr,
         )
+    if ran:  # before why the grid stopped early, which stays the last line
+        _print_run_summary(out_dir)
     if outcome.interrupted:
         print("sgdbench: interrupted; finished runs are kept, rerun to continue", file=sys.stderr)
     if outcome.stopped_early:
@@ -227,6 +229,8 @@ def _executor_options(
 
 
 def _print_dry_run(grid: Grid) -> None:
+    from sgdbench.report.table import TextTable, render_table
+
     axes = list(grid.axes) or ["optimizer", "lr"]
     if any(s.engine != "eager" for s in grid.runs):
         axes.append("engine")  # which runs --engine auto|stacked stacks, and which stay eager
@@ -234,10 +238,10 @@ def _print_dry_run(grid: Grid) -> None:
         axes.append("trial")  # which sampled configuration each run belongs to
     header = ["run_id", *axes]
     rows = [[s.run_id, *(str(s.axes.get(a, getattr(s, a, ""))) for a in axes)] for s in grid.runs]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    # Every column names the run (left-aligned, repeated if the table is split), no rule:
+    # the output stays easy to grep and awk.
+    table = TextTable(header, rows, n_labels=1)
+    sys.stdout.write(render_table(table, boxed=False))
     from sgdbench.search import budget_line
 
     print(
@@ -245,6 +249,27 @@ def _print_dry_run(grid: Grid) -> None:
         "(dry run: nothing written)",
         file=sys.stderr,
     )
+
+
+def _print_run_summary(out_dir: Path) -> None:
+    """The end of ``sgdbench run``: the headline winner and the command for the full report."""
+    from sgdbench import report as report_mod
+    from sgdbench.report.headline import DECIDED
+
+    try:
+        _, _, head = report_mod.build(out_dir, quiet=True)
+    except SgdbenchError:
+        return  # nothing trained (all failed or skipped): the counts above say it
+    if head.fastest:
+        what = DECIDED[head.decided_by or "steps"]
+        print(
+            f"sgdbench: fastest to loss ≤ {head.target_loss:g}: "
+            f"{head.fastest['configuration']} ({what})",
+            file=sys.stderr,
+        )
+    elif head.target_loss is not None:
+        print(f"sgdbench: no configuration reached loss ≤ {head.target_loss:g}", file=sys.stderr)
+    print(f"sgdbench: full report: sgdbench report {out_dir}", file=sys.stderr)
 
 
 @app.command()
@@ -280,6 +305,12 @@ def report(
         bool,
         typer.Option("--all", help="runs of every grid version, not only the current grid's"),
     ] = False,
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            help="table/markdown columns, e.g. status,steps_to_target,steps_per_s,val_acc"
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Summarize a results folder: one row per configuration, median and IQR over seeds.
@@ -304,15 +335,20 @@ def report(
             )
         else:
             color = out is None and fmt is ReportFormat.table and sys.stdout.isatty()
-            text = report_mod.render(
+            color = color and not os.environ.get("NO_COLOR")
+            text = _list_results(results, color) if fmt is ReportFormat.table else None
+            text = text or report_mod.render(
                 results,
                 by=by,
                 best=best,
                 fmt=fmt.value,
                 sort=sort,
                 target_loss=target_loss,
-                color=color and not os.environ.get("NO_COLOR"),
+                color=color,
                 all_versions=all_versions,
+                columns=columns,
+                # A table written to a file (--out) is not cut to any terminal's width.
+                width=None if out is None else 10_000,
             )
     except SgdbenchError as e:
         raise _fail(e, verbose) from None
@@ -327,6 +363,17 @@ def report(
     except OSError as e:
         raise _fail(UsageError(f"--out: {out}: {e.strerror or e}"), verbose) from None
     print(f"sgdbench: wrote {out}", file=sys.stderr)
+
+
+def _list_results(results: Path, color: bool) -> str | None:
+    """The results folders below ``results`` when it holds none itself (None otherwise)."""
+    from sgdbench.report.listing import listing, results_folders
+    from sgdbench.store import RUNS_FILE
+
+    if not results.is_dir() or (results / RUNS_FILE).exists():
+        return None
+    folders = results_folders(results)
+    return listing(results, folders, color=color) if folders else None
 
 
 @app.command()

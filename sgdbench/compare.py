@@ -82,7 +82,11 @@ def change(base: float, new: float, higher_is_better: bool, threshold: float) ->
     Not reaching target (NaN) or diverging (+inf loss) where the baseline did is a regression;
     the reverse an improvement.
     """
-    out: dict[str, Any] = {"base": report._num(base), "new": report._num(new), "change": None}
+    out: dict[str, Any] = {
+        "base": report.json_number(base),
+        "new": report.json_number(new),
+        "change": None,
+    }
     b_ok, n_ok = _usable(base), _usable(new)
     if not b_ok and not n_ok:
         out["regression"] = False
@@ -152,7 +156,7 @@ def compare(
             continue
         b, n = base.iloc[i], new.iloc[new_by_key[key]]
         row: dict[str, Any] = {"configuration": described, "key": json.loads(key)}
-        row["axes"] = {c: report._num(base_labels.iloc[i][c]) for c in labels}
+        row["axes"] = {c: report.json_number(base_labels.iloc[i][c]) for c in labels}
         for m in METRICS:
             row[m.name] = change(b[m.column], n[m.column], m.higher_is_better, threshold)
             if row[m.name]["change"] is not None:
@@ -218,7 +222,7 @@ def _fmt_change(c: dict[str, Any], *, values: bool, fmt: Any) -> str:
 
 _FORMATS = {
     "steps/s": report.fmt_rate,
-    "steps to target": report._fmt_count,
+    "steps to target": report.fmt_count,
     "time to target": report.fmt_seconds,
     "final loss": report.fmt_sig,
 }
@@ -234,7 +238,7 @@ def _cells(comp: Comparison, *, values: bool) -> tuple[list[str], list[list[str]
     header = [*comp.labels, *names, "reached", "verdict"]
     rows = []
     for r in comp.rows:
-        cells = [report._plain(r["axes"][c]) for c in comp.labels]
+        cells = [report.plain(r["axes"][c]) for c in comp.labels]
         cells += [_fmt_change(r[m.name], values=values, fmt=_FORMATS[m.name]) for m in METRICS]
         reached = r["reached"]
         cells.append(
@@ -267,21 +271,16 @@ def _summary_lines(comp: Comparison) -> list[str]:
     return lines
 
 
-def to_rich(comp: Comparison, *, color: bool = False, width: int = 100) -> str:
-
-    from rich import box
-    from rich.table import Table
-
+def to_rich(comp: Comparison, *, color: bool = False, width: int | None = None) -> str:
+    """The comparison as a terminal table (``report.render_table``), regressions red."""
     header, rows = _cells(comp, values=False)
-    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
-    n_labels = len(comp.labels)
-    for i, h in enumerate(header):
-        t.add_column(h, justify="left" if i < n_labels else "right", no_wrap=True)
-    for i, cells in enumerate(rows):
-        bad = cells[-1] == "REGRESSION"
-        style = ("red" if bad else "green") if color else ""
-        t.add_row(*cells, style=style, end_section=i == len(rows) - 2)
-    return report.render_rich(t, _summary_lines(comp), color=color, width=width)
+    styles = [
+        (("red" if cells[-1] == "REGRESSION" else "green") if color else "") for cells in rows
+    ]
+    table = report.TextTable(
+        header, rows, len(comp.labels), row_styles=styles, rule_before_last=True
+    )
+    return report.render_table(table, _summary_lines(comp), color=color, width=width)
 
 
 def to_markdown(comp: Comparison) -> str:
@@ -317,7 +316,7 @@ def render(
     threshold: str | float = "5%",
     fmt: str = "table",
     color: bool = False,
-    width: int = 100,
+    width: int | None = None,
     all_versions: bool = False,
 ) -> tuple[str, bool]:
     """(text, regressed): the comparison in ``fmt`` and whether anything regressed."""

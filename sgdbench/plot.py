@@ -648,7 +648,7 @@ def _speed(ax: Any, table: pd.DataFrame, *, x: str) -> str:
                 lw=1,
                 capsize=3,
             )
-            shown = report.fmt_seconds(m) if x == "time" else report._fmt_count(m)
+            shown = report.fmt_seconds(m) if x == "time" else report.fmt_count(m)
             ax.annotate(
                 f"{shown}  ({row['reached']}/{row['runs']} reached)",
                 (max(m, row[f"{metric}_q75"]), y),
