@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 if TYPE_CHECKING:
     from sgdbench.executors import ExecutorOptions
+    from sgdbench.runner import GridOutcome
 
 app = typer.Typer(
     name="sgdbench",
@@ -148,6 +149,22 @@ def run(
 
     On a Dask cluster: sgdbench run grid.toml --executor dask --scheduler tcp://HOST:8786
     """
+    from sgdbench.suite import is_suite
+
+    if is_suite(grid):
+        _run_suite(
+            grid,
+            out,
+            (executor, jobs, scheduler, threads_per_job),
+            engine=engine.value if engine else None,
+            dry_run=dry_run,
+            verbose=verbose,
+            force=force,
+            fail_fast=fail_fast,
+            max_consecutive_failures=max_consecutive_failures,
+            progress=not quiet,
+            allow_new_problem=allow_new_problem,
+        )
     try:
         from sgdbench.spec import load_grid
 
@@ -179,6 +196,11 @@ def run(
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except SgdbenchError as e:
         raise _fail(e, verbose) from None
+    _print_outcome(outcome, out_dir)
+    raise typer.Exit(outcome.exit_code)
+
+
+def _print_outcome(outcome: GridOutcome, out_dir: Path) -> None:
     counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.counts.items()))
     ran = sum(outcome.counts.values())
     print(f"sgdbench: {ran} run(s) into {out_dir}: {counts or 'nothing to do'}", file=sys.stderr)
@@ -195,7 +217,45 @@ def run(
         print("sgdbench: interrupted; finished runs are kept, rerun to continue", file=sys.stderr)
     if outcome.stopped_early:
         print(f"sgdbench: {outcome.stopped_early}", file=sys.stderr)
-    raise typer.Exit(outcome.exit_code)
+
+
+def _run_suite(
+    path: Path,
+    out: str | None,
+    executor_args: tuple[Executor | None, int | None, str | None, int | None],
+    *,
+    engine: str | None,
+    dry_run: bool,
+    verbose: bool,
+    **run_options: object,
+) -> None:
+    """``sgdbench run SUITE.toml``: every member grid into ``DIR/<label>/`` (see sgdbench.suite)."""
+    from sgdbench.suite import load_suite, run_suite
+
+    try:
+        chosen, options = _executor_options(*executor_args)
+        suite = load_suite(path, engine=engine)
+        for member in suite.members:
+            for note in member.grid.notes:
+                print(f"sgdbench: {member.label}: {note}", file=sys.stderr)
+        if dry_run:
+            for member in suite.members:
+                print(f"== {member.label}")
+                _print_dry_run(member.grid)
+            raise typer.Exit(EXIT_OK)
+        if out is not None and not out.strip():
+            raise UsageError("--out: empty folder name (it would write into the current folder)")
+        out_dir = Path(out) if out is not None else Path("results") / suite.name
+        outcomes = run_suite(suite, out_dir, executor=chosen.value, options=options, **run_options)
+    except KeyboardInterrupt:
+        print("sgdbench: interrupted; finished runs are kept", file=sys.stderr)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except SgdbenchError as e:
+        raise _fail(e, verbose) from None
+    for label, outcome in outcomes:
+        _print_outcome(outcome, out_dir / label)
+    codes = [outcome.exit_code for _, outcome in outcomes]
+    raise typer.Exit(EXIT_INTERRUPTED if EXIT_INTERRUPTED in codes else max(codes, default=EXIT_OK))
 
 
 def _executor_options(
