@@ -59,6 +59,8 @@ class PlotKind(StrEnum):
     curves = "curves"
     lr = "lr"
     speed = "speed"
+    profile = "profile"
+    tuneability = "tuneability"
 
 
 class PlotX(StrEnum):
@@ -343,8 +345,11 @@ def report(
     """
     try:
         from sgdbench import report as report_mod
+        from sgdbench.suite import is_suite_folder
 
-        if fmt is ReportFormat.html:
+        if is_suite_folder(results):
+            text = _suite_report(results, by, best, fmt, out, sort, target_loss, all_versions)
+        elif fmt is ReportFormat.html:
             from sgdbench.html_report import render_html
 
             out = out if out is not None else results / "report.html"
@@ -383,11 +388,44 @@ def report(
     print(f"sgdbench: wrote {out}", file=sys.stderr)
 
 
+def _suite_report(
+    results: Path,
+    by: str | None,
+    best: bool,
+    fmt: ReportFormat,
+    out: Path | None,
+    sort: str | None,
+    target_loss: float | None,
+    all_versions: bool,
+) -> str:
+    """The cross-problem report of a suite folder (see sgdbench.suite_report)."""
+    from sgdbench.suite_report import render
+
+    if by or best or sort:
+        option = "--by" if by else "--best" if best else "--sort"
+        raise UsageError(
+            f"{option}: a suite folder's report tunes the lr per problem and optimizer; "
+            f"use {option} on one problem's folder ({results}/<problem>)"
+        )
+    color = out is None and fmt is ReportFormat.table and sys.stdout.isatty()
+    return render(
+        results,
+        fmt=fmt.value,
+        target_loss=target_loss,
+        all_versions=all_versions,
+        color=color and not os.environ.get("NO_COLOR"),
+    )
+
+
 @app.command()
 def plot(
     results: Annotated[Path, typer.Argument(help="results folder")] = Path("results"),
     kind: Annotated[
-        PlotKind, typer.Option(help="curves: loss vs step | lr: loss vs lr | speed: to target")
+        PlotKind,
+        typer.Option(
+            help="curves: loss vs step | lr: loss vs lr | speed: to target | suite folders: "
+            "profile (performance profiles) | tuneability (best loss after k lr trials)"
+        ),
     ] = PlotKind.curves,
     out: Annotated[
         Path | None,
@@ -422,7 +460,19 @@ def plot(
     """
     try:
         from sgdbench import plot as plot_mod
+        from sgdbench.suite import is_suite_folder
 
+        if is_suite_folder(results) or kind in (PlotKind.profile, PlotKind.tuneability):
+            if not is_suite_folder(results):
+                raise UsageError(
+                    f"--kind {kind.value}: compares optimizers across problems; {results} is not "
+                    "a suite results folder (sgdbench run SUITE.toml writes one)"
+                )
+            from sgdbench import suite_plot
+
+            path = suite_plot.plot(results, kind=kind.value, out=out, all_versions=all_versions)
+            print(f"sgdbench: wrote {path}", file=sys.stderr)
+            return
         path = plot_mod.plot(
             results,
             kind=kind.value,
@@ -464,6 +514,10 @@ def compare(
         color = (
             fmt is CompareFormat.table and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
         )
+        from sgdbench.suite import is_suite_folder
+
+        if is_suite_folder(base) or is_suite_folder(new):
+            from sgdbench import suite_compare as compare_mod  # type: ignore[no-redef]
         text, regressed = compare_mod.render(
             base, new, threshold=threshold, fmt=fmt.value, color=color, all_versions=all_versions
         )

@@ -55,6 +55,7 @@ SUITE_KEYS = (
 MEMBER_KEYS = ("label", "grid_file", "train", "grid")  # the rest of an entry is its [problem]
 SUITE_MARKER = "suite.json"  # marks a suite results folder: the suite's name and member labels
 SUITE_FILE = "suite.toml"
+RESERVED_LABELS = (SUITE_MARKER, SUITE_FILE, "plots")  # what the suite folder itself holds
 _LABEL_RE = re.compile(r"[A-Za-z0-9_.-]+")
 MAX_MEMBERS = 1000
 
@@ -258,7 +259,7 @@ def load_suite(path: str | Path, *, engine: str | None = None) -> Suite:
             raise _fail(
                 file, f"{where}.label", f"must be letters, digits, '_', '-' or '.', got {label!r}"
             )
-        if label in (SUITE_MARKER, SUITE_FILE) or label.startswith("."):
+        if label in RESERVED_LABELS or label.startswith("."):
             raise _fail(file, f"{where}.label", f"{label!r} is reserved")
         if label in seen:
             raise _fail(
