@@ -52,16 +52,20 @@ def plot(
             for ax, metric in zip(axes, profiles.METRICS, strict=True):
                 rho = profiles.profile(res.ratios[metric], taus)
                 for i, name in enumerate(rho.columns):
-                    score = res.scores[metric][name]
-                    ax.step(
-                        taus, rho[name], where="post", label=f"{name} ({score:.2f})", **style(i)
-                    )
+                    scores = f"{res.scores['steps'][name]:.2f} / {res.scores['time'][name]:.2f}"
+                    ax.step(taus, rho[name], where="post", label=f"{name} ({scores})", **style(i))
                 what = "steps" if metric == "steps" else "seconds"
                 ax.set_xlabel(f"τ: {what} to target over the best optimizer's")
-                ax.set_title(f"{what} to target (score in legend)", loc="left")
+                ax.set_title(f"{what} to target", loc="left")
                 ax.set_xlim(1.0, TAU_MAX)
                 ax.set_ylim(-0.02, 1.02)
-                ax.legend(loc="lower right")
+            # one legend, beside the panels: inside, it would hide the profiles' low steps
+            axes[1].legend(
+                loc="upper left",
+                bbox_to_anchor=(1.02, 1.0),
+                borderaxespad=0.0,
+                title="score: steps / time",
+            )
             axes[0].set_ylabel(f"fraction of {len(res.problems)} problems within τ")
             fig.suptitle(f"{res.name}: performance profiles", x=0.01, ha="left")
         else:

@@ -67,7 +67,7 @@ def load(
 ) -> SuiteResults:
     """Read every member folder of a suite results folder and compute the summaries."""
     from sgdbench.report import load_runs
-    from sgdbench.suite import suite_members
+    from sgdbench.suite import SUITE_MARKER, suite_members
 
     results = Path(results)
     frames = []
@@ -101,8 +101,12 @@ def load(
         raise UsageError(f"{results}: no member of the suite has results yet")
     runs = pd.concat(frames, ignore_index=True)
     tuned = profiles.tune(runs)
+    try:  # the suite's own name; the folder may have been renamed or given with --out
+        name = str(json.loads((results / SUITE_MARKER).read_text()).get("suite", results.name))
+    except (OSError, ValueError, AttributeError):
+        name = results.name
     out = SuiteResults(
-        name=results.name,
+        name=name,
         problems=pd.DataFrame(problems),
         runs=runs,
         tuned=tuned,
