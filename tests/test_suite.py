@@ -84,6 +84,7 @@ def test_suite_report_tunes_each_optimizer_per_problem(ran: Path) -> None:
     result = cli("report", ran, "--format", "json")
     assert result.exit_code == 0, result
     doc = json.loads(result.stdout)
+    assert doc["suite"] == "two"  # the suite's name, not the folder's ("out")
     assert [p["label"] for p in doc["problems"]] == ["linear", "quad"]
     tuned = pd.DataFrame(doc["tuned"])
     assert len(tuned) == 4  # 2 problems x 2 optimizers
