@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 if TYPE_CHECKING:
     from sgdbench.executors import ExecutorOptions
+    from sgdbench.runner import GridOutcome
 
 app = typer.Typer(
     name="sgdbench",
@@ -58,6 +59,8 @@ class PlotKind(StrEnum):
     curves = "curves"
     lr = "lr"
     speed = "speed"
+    profile = "profile"
+    tuneability = "tuneability"
 
 
 class PlotX(StrEnum):
@@ -148,6 +151,22 @@ def run(
 
     On a Dask cluster: sgdbench run grid.toml --executor dask --scheduler tcp://HOST:8786
     """
+    from sgdbench.suite import is_suite
+
+    if is_suite(grid):
+        _run_suite(
+            grid,
+            out,
+            (executor, jobs, scheduler, threads_per_job),
+            engine=engine.value if engine else None,
+            dry_run=dry_run,
+            verbose=verbose,
+            force=force,
+            fail_fast=fail_fast,
+            max_consecutive_failures=max_consecutive_failures,
+            progress=not quiet,
+            allow_new_problem=allow_new_problem,
+        )
     try:
         from sgdbench.spec import load_grid
 
@@ -179,6 +198,11 @@ def run(
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except SgdbenchError as e:
         raise _fail(e, verbose) from None
+    _print_outcome(outcome, out_dir)
+    raise typer.Exit(outcome.exit_code)
+
+
+def _print_outcome(outcome: GridOutcome, out_dir: Path) -> None:
     counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.counts.items()))
     ran = sum(outcome.counts.values())
     print(f"sgdbench: {ran} run(s) into {out_dir}: {counts or 'nothing to do'}", file=sys.stderr)
@@ -197,7 +221,45 @@ def run(
         print("sgdbench: interrupted; finished runs are kept, rerun to continue", file=sys.stderr)
     if outcome.stopped_early:
         print(f"sgdbench: {outcome.stopped_early}", file=sys.stderr)
-    raise typer.Exit(outcome.exit_code)
+
+
+def _run_suite(
+    path: Path,
+    out: str | None,
+    executor_args: tuple[Executor | None, int | None, str | None, int | None],
+    *,
+    engine: str | None,
+    dry_run: bool,
+    verbose: bool,
+    **run_options: object,
+) -> None:
+    """``sgdbench run SUITE.toml``: every member grid into ``DIR/<label>/`` (see sgdbench.suite)."""
+    from sgdbench.suite import load_suite, run_suite
+
+    try:
+        chosen, options = _executor_options(*executor_args)
+        suite = load_suite(path, engine=engine)
+        for member in suite.members:
+            for note in member.grid.notes:
+                print(f"sgdbench: {member.label}: {note}", file=sys.stderr)
+        if dry_run:
+            for member in suite.members:
+                print(f"== {member.label}")
+                _print_dry_run(member.grid)
+            raise typer.Exit(EXIT_OK)
+        if out is not None and not out.strip():
+            raise UsageError("--out: empty folder name (it would write into the current folder)")
+        out_dir = Path(out) if out is not None else Path("results") / suite.name
+        outcomes = run_suite(suite, out_dir, executor=chosen.value, options=options, **run_options)
+    except KeyboardInterrupt:
+        print("sgdbench: interrupted; finished runs are kept", file=sys.stderr)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except SgdbenchError as e:
+        raise _fail(e, verbose) from None
+    for label, outcome in outcomes:
+        _print_outcome(outcome, out_dir / label)
+    codes = [outcome.exit_code for _, outcome in outcomes]
+    raise typer.Exit(EXIT_INTERRUPTED if EXIT_INTERRUPTED in codes else max(codes, default=EXIT_OK))
 
 
 def _executor_options(
@@ -320,8 +382,11 @@ def report(
     """
     try:
         from sgdbench import report as report_mod
+        from sgdbench.suite import is_suite_folder
 
-        if fmt is ReportFormat.html:
+        if is_suite_folder(results):
+            text = _suite_report(results, by, best, fmt, out, sort, target_loss, all_versions)
+        elif fmt is ReportFormat.html:
             from sgdbench.html_report import render_html
 
             out = out if out is not None else results / "report.html"
@@ -376,11 +441,44 @@ def _list_results(results: Path, color: bool) -> str | None:
     return listing(results, folders, color=color) if folders else None
 
 
+def _suite_report(
+    results: Path,
+    by: str | None,
+    best: bool,
+    fmt: ReportFormat,
+    out: Path | None,
+    sort: str | None,
+    target_loss: float | None,
+    all_versions: bool,
+) -> str:
+    """The cross-problem report of a suite folder (see sgdbench.suite_report)."""
+    from sgdbench.suite_report import render
+
+    if by or best or sort:
+        option = "--by" if by else "--best" if best else "--sort"
+        raise UsageError(
+            f"{option}: a suite folder's report tunes the lr per problem and optimizer; "
+            f"use {option} on one problem's folder ({results}/<problem>)"
+        )
+    color = out is None and fmt is ReportFormat.table and sys.stdout.isatty()
+    return render(
+        results,
+        fmt=fmt.value,
+        target_loss=target_loss,
+        all_versions=all_versions,
+        color=color and not os.environ.get("NO_COLOR"),
+    )
+
+
 @app.command()
 def plot(
     results: Annotated[Path, typer.Argument(help="results folder")] = Path("results"),
     kind: Annotated[
-        PlotKind, typer.Option(help="curves: loss vs step | lr: loss vs lr | speed: to target")
+        PlotKind,
+        typer.Option(
+            help="curves: loss vs step | lr: loss vs lr | speed: to target | suite folders: "
+            "profile (performance profiles) | tuneability (best loss after k lr trials)"
+        ),
     ] = PlotKind.curves,
     out: Annotated[
         Path | None,
@@ -415,7 +513,19 @@ def plot(
     """
     try:
         from sgdbench import plot as plot_mod
+        from sgdbench.suite import is_suite_folder
 
+        if is_suite_folder(results) or kind in (PlotKind.profile, PlotKind.tuneability):
+            if not is_suite_folder(results):
+                raise UsageError(
+                    f"--kind {kind.value}: compares optimizers across problems; {results} is not "
+                    "a suite results folder (sgdbench run SUITE.toml writes one)"
+                )
+            from sgdbench import suite_plot
+
+            path = suite_plot.plot(results, kind=kind.value, out=out, all_versions=all_versions)
+            print(f"sgdbench: wrote {path}", file=sys.stderr)
+            return
         path = plot_mod.plot(
             results,
             kind=kind.value,
@@ -457,6 +567,10 @@ def compare(
         color = (
             fmt is CompareFormat.table and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
         )
+        from sgdbench.suite import is_suite_folder
+
+        if is_suite_folder(base) or is_suite_folder(new):
+            from sgdbench import suite_compare as compare_mod  # type: ignore[no-redef]
         text, regressed = compare_mod.render(
             base, new, threshold=threshold, fmt=fmt.value, color=color, all_versions=all_versions
         )

@@ -679,13 +679,15 @@ def _default_eval_every(steps: int, epochs: int | None, steps_per_epoch: int) ->
     return max(1, math.ceil(steps / 100))
 
 
-def load_grid(path: str | Path, *, engine: str | None = None) -> Grid:
+def load_grid(path: str | Path, *, engine: str | None = None, text: str | None = None) -> Grid:
     """Read, validate and expand a grid file. Raises ``GridError`` (exit code 2) on bad input.
 
     ``engine``: "eager", "stacked" (every run that can be stacked; the others run eager, with a
     note saying why) or "auto" (stacked where a run can be stacked and shares its group with at
     least one other run, else eager); None takes the grid's ``[train] engine`` (default eager).
     The choice is made here, per run, and is part of run_id.
+    ``text``: the grid's TOML when it is not read from ``path`` (a suite member, see
+    ``sgdbench.suite``); ``path`` still names it in errors and anchors relative paths.
     """
     if engine is not None and engine not in ENGINE_CHOICES:
         raise ValueError(f"engine must be one of {', '.join(ENGINE_CHOICES)}, got {engine!r}")
@@ -694,7 +696,7 @@ def load_grid(path: str | Path, *, engine: str | None = None) -> Grid:
     path = Path(path)
     try:
         # utf-8-sig: Windows editors start files with a byte-order mark, which TOML rejects.
-        text = path.read_text(encoding="utf-8-sig")
+        text = path.read_text(encoding="utf-8-sig") if text is None else text
     except FileNotFoundError:
         raise ctx.fail(None, "no such file") from None
     except IsADirectoryError:

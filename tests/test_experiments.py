@@ -13,6 +13,7 @@ import pytest
 from sgdbench.engine import eager
 from sgdbench.metrics import loss_digest
 from sgdbench.spec import load_grid
+from sgdbench.suite import is_suite, load_suite
 from tests.conftest import REPO, cli
 
 EXPERIMENTS = REPO / "experiments"
@@ -32,7 +33,10 @@ def test_every_experiment_says_what_it_answers():
     for path in EXPERIMENTS.glob("*.toml"):
         header = path.read_text().splitlines()[0]
         assert header.startswith("# "), f"{path.name} has no comment header"
-        load_grid(path)  # and it is a valid grid
+        if is_suite(path):  # a suite: every member a valid grid
+            assert len(load_suite(path).members) > 1
+        else:
+            load_grid(path)  # and it is a valid grid
 
 
 def test_full_batch_needs_fewer_steps_but_more_samples(tmp_path):
