@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import traceback
@@ -117,6 +118,15 @@ def run(
     engine: Annotated[
         Engine | None, typer.Option(help="training engine [default: the grid's, else eager]")
     ] = None,
+    repeat: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=1000,
+            help="train each run N times (same seed, identical losses) and keep every timing "
+            "[default: the grid's [train] repeat, else 1]",
+        ),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="print the expanded runs only")
     ] = False,
@@ -150,6 +160,9 @@ def run(
 
         chosen, options = _executor_options(executor, jobs, scheduler, threads_per_job)
         loaded = load_grid(grid, engine=engine.value if engine else None)
+        if repeat is not None:  # not part of run_id: the same runs, timed more often
+            runs = [dataclasses.replace(s, repeat=repeat) for s in loaded.runs]
+            loaded = dataclasses.replace(loaded, runs=runs)
         for note in loaded.notes:
             print(f"sgdbench: {note}", file=sys.stderr)
         if dry_run:
