@@ -359,6 +359,14 @@ def compare(
     threshold: Annotated[
         str, typer.Option(help="flag changes worse than this, e.g. 5% (a bare number is %)")
     ] = "5%",
+    fail_on: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-on",
+            help="per-metric threshold, METRIC:N% or METRIC:N (absolute), repeatable; metrics: "
+            "steps_per_s, steps_to_target, time_to_target_s, final_loss [default: --threshold]",
+        ),
+    ] = None,
     fmt: Annotated[
         CompareFormat, typer.Option("--format", help="table | markdown | json")
     ] = CompareFormat.table,
@@ -371,6 +379,11 @@ def compare(
     """Compare two results folders configuration by configuration; exit 1 on a regression.
 
     Example: sgdbench compare results/main results/branch --threshold 10%
+
+    Example: sgdbench compare A B --fail-on steps_to_target:0% --fail-on steps_per_s:10%
+
+    Loss digests and steps are compared exactly; timings with a bootstrap interval, and count
+    as a regression only beyond both the threshold and the noise.
     """
     try:
         from sgdbench import compare as compare_mod
@@ -379,7 +392,13 @@ def compare(
             fmt is CompareFormat.table and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
         )
         text, regressed = compare_mod.render(
-            base, new, threshold=threshold, fmt=fmt.value, color=color, all_versions=all_versions
+            base,
+            new,
+            threshold=threshold,
+            fail_on=fail_on,
+            fmt=fmt.value,
+            color=color,
+            all_versions=all_versions,
         )
     except SgdbenchError as e:
         raise _fail(e, verbose) from None

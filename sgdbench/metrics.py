@@ -85,6 +85,17 @@ def window_units(
     return [timing.Windows.of(work[repeat == r], seconds[repeat == r]) for r in np.unique(repeat)]
 
 
+def pooled_windows(work: Any, seconds: Any, repeat: Any) -> list[timing.Windows]:
+    """The windows of several runs (one list per run, as runs.parquet stores them) as bootstrap
+    units, one per run and repeat; runs without windows (older results) are left out."""
+    units: list[timing.Windows] = []
+    for w, t, r in zip(work, seconds, repeat, strict=True):
+        if w is None or t is None or len(w) == 0:
+            continue
+        units += window_units(w, t, np.zeros(len(w)) if r is None else r)
+    return units
+
+
 def window_samples(spec: RunSpec, start: np.ndarray, steps: np.ndarray) -> np.ndarray:
     """Samples consumed by each window (the last batch of an epoch may be short)."""
     start, steps = np.asarray(start, np.int64), np.asarray(steps, np.int64)

@@ -47,6 +47,11 @@ RUN_COLUMNS = [
     "verdict",
     "verdict_detail",
     "update_cosine",
+    # timed windows: throughput medians and intervals pooled over seeds and repeats
+    "window_steps",
+    "window_samples",
+    "window_s",
+    "window_repeat",
 ]
 TARGET_COLUMNS = ("steps_to_target", "samples_to_target", "time_to_target_s")
 # --by: any grid axis, or one of these runs.parquet columns.
@@ -326,6 +331,7 @@ def summarize_runs(runs: pd.DataFrame, group_by: Sequence[str] | None = None) ->
             row.update({f"{c}_median": q50, f"{c}_q25": q25, f"{c}_q75": q75})
         for c in ("steps_per_s", "samples_per_s", "final_val_accuracy"):
             row[f"{c}_median"] = quantiles(trained[c].to_numpy(np.float64, na_value=np.nan))[1]
+        row.update(_throughput(trained, row))
         row["verdict"] = verdict_summary(g["verdict"])
         row["run_ids"] = list(g["run_id"])
         rows.append(row)
@@ -335,6 +341,24 @@ def summarize_runs(runs: pd.DataFrame, group_by: Sequence[str] | None = None) ->
     if not group_by and table.duplicated(labels).any():
         table.attrs["labels"] = [*labels, "config_id"]
     return table
+
+
+def _throughput(trained: pd.DataFrame, row: dict[str, Any]) -> dict[str, float]:
+    """steps/s and samples/s of a group: the median over the timed windows of all its runs and
+    repeats, with a bootstrap interval (``sgdbench.timing``) in ``*_lo`` / ``*_hi``. Runs
+    without stored windows (older results) keep the median over runs and no interval."""
+    from sgdbench import metrics, timing
+
+    out: dict[str, float] = {}
+    for name in ("steps", "samples"):
+        units = metrics.pooled_windows(
+            trained[f"window_{name}"], trained["window_s"], trained["window_repeat"]
+        )
+        rate = timing.rate(units)
+        if not math.isnan(rate.median):
+            out[f"{name}_per_s_median"] = rate.median
+        out[f"{name}_per_s_lo"], out[f"{name}_per_s_hi"] = rate.lo, rate.hi
+    return out
 
 
 def verdict_summary(verdicts: pd.Series) -> str:
