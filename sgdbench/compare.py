@@ -220,10 +220,22 @@ class Comparison:
         )
 
 
-def _units(runs: pd.DataFrame, run_ids: list[str]) -> list[timing.Windows]:
-    """The timed windows (steps) of the trained runs among ``run_ids``, one unit per repeat."""
-    g = runs[runs["run_id"].isin(run_ids) & runs["status"].isin(report.TRAINED)]
-    return metrics.pooled_windows(g["window_steps"], g["window_s"], g["window_repeat"])
+def _trained(runs: pd.DataFrame, run_ids: list[str]) -> pd.DataFrame:
+    return runs[runs["run_id"].isin(run_ids) & runs["status"].isin(report.TRAINED)]
+
+
+def _has_cpu_time(runs: pd.DataFrame) -> bool:
+    """Whether every window of these runs has its CPU time (CPU runs of newer results)."""
+    cpu = runs["window_cpu_s"]
+    return bool(len(runs)) and all(
+        c is not None and len(c) > 0 and np.isfinite(np.asarray(c, dtype=np.float64)).all()
+        for c in cpu
+    )
+
+
+def _units(runs: pd.DataFrame, clock: str) -> list[timing.Windows]:
+    """The timed windows (steps) of ``runs`` by ``clock`` (a column), one unit per repeat."""
+    return metrics.pooled_windows(runs["window_steps"], runs[clock], runs["window_repeat"])
 
 
 def _ratio_samples(base: list[timing.Windows], new: list[timing.Windows]) -> np.ndarray | None:
@@ -233,24 +245,57 @@ def _ratio_samples(base: list[timing.Windows], new: list[timing.Windows]) -> np.
     return timing.bootstrap_medians(new, seed=timing.SEED + 1) / timing.bootstrap_medians(base)
 
 
+def _cpu_change(
+    shown: dict[str, Any], rate_b: float, rate_n: float, limit: Threshold
+) -> dict[str, Any]:
+    """The steps/s change measured on CPU time: ``shown`` keeps the report's (wall-clock)
+    medians as base and new; the change, and so the threshold, is the CPU-time one (an absolute
+    threshold applies to that change times the base's steps/s)."""
+    if not (_usable(rate_b) and _usable(rate_n)) or rate_b <= 0 or shown["base"] is None:
+        return shown
+    rel = rate_n / rate_b - 1
+    shown["change"] = rel
+    beyond = Threshold(limit.value, limit.relative).exceeded(
+        1.0 if limit.relative else float(shown["base"]),
+        (1.0 if limit.relative else float(shown["base"])) * (1 + rel),
+        True,
+    )
+    worse_side = shown["interval"] is not None and shown["interval"][1] < 0
+    shown["regression"] = bool(beyond and worse_side)
+    return shown
+
+
 def _time_to_target_samples(
-    b: pd.Series, n: pd.Series, rate: np.ndarray
-) -> tuple[np.ndarray | None, bool]:
-    """Bootstrap draws of the time-to-target ratio, and whether a slowdown is explained.
+    b: pd.Series, n: pd.Series, wall: np.ndarray | None, rate: np.ndarray
+) -> tuple[np.ndarray | None, int]:
+    """Bootstrap draws of the time-to-target ratio, and the direction of a change beyond the
+    noise: +1 slower, -1 faster, 0 none.
 
     A run's time to target is read once, and includes the warm-up steps (allocation, the
     noisiest part of a run), so there is nothing to measure its noise with: its draws are the
-    measured ratio times the throughput's relative noise. A slower time to target counts only
-    when the exact steps to target over the throughput draws (what time to target is made of)
-    are slower too, so warm-up noise alone never makes a regression."""
+    measured ratio times the relative noise of the wall-clock throughput (``wall``, draws of
+    new/base). Whether it changed beyond the noise is judged on what time to target is made
+    of: the exact steps to target over the throughput draws ``rate`` (the clock steps/s is
+    judged by), so warm-up noise or machine load alone never make a change."""
     tb, tn = b["time_to_target_s_median"], n["time_to_target_s_median"]
     sb, sn = b["steps_to_target_median"], n["steps_to_target_median"]
     if not (_usable(tb) and _usable(tn) and _usable(sb) and _usable(sn)) or tb <= 0 or sb <= 0:
-        return None, False
-    samples = (tn / tb) * np.nanmedian(rate) / rate
+        return None, 0
+    if wall is None:
+        return None, 0
+    samples = (tn / tb) * np.nanmedian(wall) / wall
     tail = 100 * (1 - timing.CONFIDENCE) / 2
-    explained = bool(np.nanpercentile((sn / sb) / rate, tail) > 1)
-    return samples, explained
+    lo, hi = np.nanpercentile((sn / sb) / rate, [tail, 100 - tail])
+    return samples, (1 if lo > 1 else -1 if hi < 1 else 0)
+
+
+def _judge_time_to_target(c: dict[str, Any], direction: int) -> None:
+    """Time to target changed beyond the noise only in the ``direction`` its parts say."""
+    measured = 0 if c["change"] is None else (1 if c["change"] > 0 else -1)
+    if c["significant"] and direction != measured:
+        c["significant"] = False
+        c["note"] = "no significant change"
+    c["regression"] = bool(c["regression"] and c["significant"] and direction > 0)
 
 
 def trajectory(base_runs: pd.DataFrame, new_runs: pd.DataFrame) -> dict[str, Any]:
@@ -289,7 +334,7 @@ def compare(
     folder's current grid version, unless ``all_versions``). ``fail_on`` sets a threshold per
     metric (``parse_fail_on``); the others use ``threshold``."""
     limits = {key: Threshold(threshold) for key in FAIL_ON_KEYS} | (fail_on or {})
-    extra = ["spec", "loss_digest"]
+    extra = ["spec", "loss_digest", "window_cpu_s"]
     base_runs = report.load_runs(Path(base_dir), extra_columns=extra, all_versions=all_versions)
     new_runs = report.load_runs(Path(new_dir), extra_columns=extra, all_versions=all_versions)
     names = list(dict.fromkeys([*report.axis_names(base_runs), *report.axis_names(new_runs)]))
@@ -319,19 +364,33 @@ def compare(
         b_runs = base_runs[base_runs["run_id"].isin(b["run_ids"])]
         n_runs = new_runs[new_runs["run_id"].isin(n["run_ids"])]
         row["trajectory"] = trajectory(b_runs, n_runs)
-        rate = _ratio_samples(_units(base_runs, b["run_ids"]), _units(new_runs, n["run_ids"]))
+        # CPU time where both sides have it: what a step costs, whatever else the machine ran.
+        b_trained, n_trained = _trained(base_runs, b["run_ids"]), _trained(new_runs, n["run_ids"])
+        cpu = _has_cpu_time(b_trained) and _has_cpu_time(n_trained)
+        clock = "window_cpu_s" if cpu else "window_s"
+        rate = _ratio_samples(_units(b_trained, clock), _units(n_trained, clock))
+        wall = rate
+        if cpu:
+            wall = _ratio_samples(_units(b_trained, "window_s"), _units(n_trained, "window_s"))
+        if cpu:  # the change is the CPU-time one; base and new stay the report's medians
+            rate_b = timing.rate(_units(b_trained, clock)).median
+            rate_n = timing.rate(_units(n_trained, clock)).median
         for m in METRICS:
-            samples, explained = None, False
+            samples, direction = None, 0
             if m.key == "steps_per_s":
                 samples = rate
             elif m.timed and rate is not None:
-                samples, explained = _time_to_target_samples(b, n, rate)
+                samples, direction = _time_to_target_samples(b, n, wall, rate)
             if m.timed:
                 row[m.name] = timed_change(
                     b[m.column], n[m.column], samples, m.higher_is_better, limits[m.key]
                 )
+                if m.key == "steps_per_s":
+                    row[m.name]["clock"] = "cpu" if cpu else "wall"
+                    if cpu and samples is not None:
+                        row[m.name] = _cpu_change(row[m.name], rate_b, rate_n, limits[m.key])
                 if m.key == "time_to_target_s" and samples is not None:
-                    row[m.name]["regression"] &= explained
+                    _judge_time_to_target(row[m.name], direction)
                 if row[m.name]["interval"] is not None and samples is not None:
                     draws[m.name].append(samples)
             else:

@@ -124,6 +124,7 @@ def throughput(spec: RunSpec, traj: Trajectory) -> dict[str, Any]:
         "window_steps": traj.window_steps.tolist(),
         "window_samples": samples.tolist(),
         "window_s": traj.window_s.tolist(),
+        "window_cpu_s": traj.window_cpu_s.tolist(),
         "window_repeat": traj.window_repeat.tolist(),
     }
 

@@ -131,7 +131,8 @@ RUN_SCHEMA = pa.schema(
         # the grid version (see ``grid_id``) the run last belonged to; null in older folders
         ("grid_id", pa.string()),
         # throughput intervals (see sgdbench.timing), and the timed windows they come from:
-        # per steady-state window its steps, samples, training seconds and repeat (0-based)
+        # per steady-state window its steps, samples, training seconds, CPU seconds (NaN on
+        # CUDA) and repeat (0-based)
         ("steps_per_s_lo", pa.float64()),
         ("steps_per_s_hi", pa.float64()),
         ("samples_per_s_lo", pa.float64()),
@@ -140,6 +141,7 @@ RUN_SCHEMA = pa.schema(
         ("window_steps", pa.list_(pa.int64())),
         ("window_samples", pa.list_(pa.int64())),
         ("window_s", pa.list_(pa.float64())),
+        ("window_cpu_s", pa.list_(pa.float64())),
         ("window_repeat", pa.list_(pa.int64())),
     ]
 )

@@ -58,15 +58,16 @@ def test_same_results_no_change_exit_0(seeds: Path) -> None:
 
 
 def steady_timings(runs: pd.DataFrame, factor: float = 1.0, lr: float | None = None) -> None:
-    """Replace the stored window timings with seeded synthetic ones (so that the outcome does
-    not hang on this machine's load): each window at ~1000 steps/s with 20% lognormal noise,
-    times ``factor`` for the runs at ``lr`` (all runs when None)."""
+    """Replace the stored window timings (wall and CPU) with seeded synthetic ones (so that the
+    outcome does not hang on this machine's load): each window at ~1000 steps/s with 20%
+    lognormal noise, times ``factor`` for the runs at ``lr`` (all runs when None)."""
     rng = np.random.default_rng(7)
     seconds = []
     for steps, lr_ in zip(runs["window_steps"], runs["lr"], strict=True):
         t = np.asarray(steps) / 1000 * rng.lognormal(0, 0.2, len(steps))
         seconds.append(t * (factor if lr is None or lr_ == lr else 1.0))
     runs["window_s"] = seconds
+    runs["window_cpu_s"] = [0.9 * t for t in seconds]  # CPU time: a little under wall time
 
 
 def test_same_timings_are_no_significant_change(seeds: Path, tmp_path: Path) -> None:
@@ -87,6 +88,7 @@ def test_a_slower_step_is_a_regression_beyond_the_noise(seeds: Path, tmp_path: P
     assert code == 1 and doc["regression"] is True
     rows = by_lr(doc)
     steps_per_s = rows[0.05]["steps/s"]
+    assert steps_per_s["clock"] == "cpu"
     assert steps_per_s["change"] == pytest.approx(1 / 1.5 - 1, abs=0.02)
     assert steps_per_s["significant"] and steps_per_s["interval"][1] < 0
     assert steps_per_s["regression"] and rows[0.05]["regression"]
@@ -100,10 +102,30 @@ def test_a_slower_step_is_a_regression_beyond_the_noise(seeds: Path, tmp_path: P
     assert cli("compare", slow, base).exit_code == 0  # faster is not a regression
 
 
+def test_wall_clock_windows_are_tested_when_cpu_time_is_missing(
+    seeds: Path, tmp_path: Path
+) -> None:
+    def on_gpu(factor: float):  # CUDA runs store no CPU time (NaN)
+        def edit(runs: pd.DataFrame) -> pd.DataFrame:
+            steady_timings(runs, factor, lr=0.05)
+            runs["window_cpu_s"] = [np.full(len(t), np.nan) for t in runs["window_s"]]
+            return runs
+
+        return edit
+
+    base = edited(seeds, tmp_path / "base", on_gpu(1.0))
+    slow = edited(seeds, tmp_path / "slow", on_gpu(1.5))
+    code, doc = compare_json(base, slow)
+    assert code == 1
+    assert by_lr(doc)[0.05]["steps/s"]["clock"] == "wall"
+    assert compare_json(base, base)[0] == 0
+
+
 def test_a_throughput_without_stored_timings_is_never_a_change(seeds: Path, tmp_path: Path) -> None:
     def older(runs: pd.DataFrame) -> pd.DataFrame:
         runs["steps_per_s"] *= 0.5
-        return runs.drop(columns=["window_steps", "window_samples", "window_s", "window_repeat"])
+        windows = ["window_steps", "window_samples", "window_s", "window_cpu_s", "window_repeat"]
+        return runs.drop(columns=windows)
 
     new = edited(seeds, tmp_path / "new", older)
     code, doc = compare_json(seeds, new)
