@@ -8,12 +8,15 @@ parameters), optimizer and batch size must match too. Both sides are summarized 
 What is deterministic is compared exactly: the loss digests of the seeds both sides ran
 ("identical trajectory"), steps to target and final loss. Timings are noisy, so they are
 compared with a statistic: the ratio new/base of the median throughput over every timed window
-of every seed and repeat, with a bootstrap interval (``sgdbench.timing``); time to target is
-the same ratio scaled by the exact change in steps. A change in a timing is a regression only
-when it is beyond its threshold *and* beyond the noise (the whole interval on the worse side of
-1); an interval that holds 1 is "no significant change". Thresholds default to ``--threshold``
-and are set per metric with ``--fail-on METRIC:5%`` (relative) or ``METRIC:N`` (absolute, in the
-metric's unit), pytest-benchmark's grammar. A regression makes ``sgdbench compare`` exit 1.
+of every seed and repeat, with a bootstrap interval (``sgdbench.timing``), on the windows' CPU
+time where both sides have it (other processes' load hardly moves it), else on wall clock.
+Time to target carries the wall-clock noise, and is judged on what it is made of: the exact
+steps to target over that throughput ratio. A change in a timing is a regression only when it
+is beyond both its threshold and the noise: the whole interval lies beyond the threshold on the
+worse side. An interval that holds 1 is "no significant change". Thresholds default to
+``--threshold`` and are set per metric with ``--fail-on METRIC:5%`` (relative) or ``METRIC:N``
+(absolute, in the metric's unit), pytest-benchmark's grammar. A regression makes ``sgdbench
+compare`` exit 1.
 """
 
 from __future__ import annotations
@@ -176,8 +179,10 @@ def timed_change(
 ) -> dict[str, Any]:
     """``change`` for a timing: ``ratio_samples`` are bootstrap draws of new/base; the change
     is ``significant`` when their 95% interval lies on one side of 1, and a regression only
-    when it is significant, on the worse side, and beyond ``threshold``."""
-    out = change(base, new, higher_is_better, threshold)
+    when the whole interval lies beyond ``threshold`` on the worse side: beyond both the
+    threshold and the noise."""
+    limit = threshold if isinstance(threshold, Threshold) else Threshold(threshold)
+    out = change(base, new, higher_is_better, limit)
     out["interval"] = None
     out["significant"] = False
     if out.get("note") or out["change"] is None:
@@ -191,8 +196,9 @@ def timed_change(
     lo, hi = np.nanpercentile(ratio_samples, [tail, 100 - tail])
     out["interval"] = [float(lo) - 1, float(hi) - 1]
     out["significant"] = bool(lo > 1 or hi < 1)
-    worse_side = hi < 1 if higher_is_better else lo > 1
-    out["regression"] = bool(out["regression"] and worse_side)
+    least_worse = hi if higher_is_better else lo  # the end of the interval nearest "better"
+    beyond = limit.exceeded(float(base), float(base) * least_worse, higher_is_better)
+    out["regression"] = bool(out["regression"] and beyond)
     if not out["significant"]:
         out["note"] = "no significant change"
     return out
@@ -260,16 +266,18 @@ def _cpu_change(
         (1.0 if limit.relative else float(shown["base"])) * (1 + rel),
         True,
     )
-    worse_side = shown["interval"] is not None and shown["interval"][1] < 0
-    shown["regression"] = bool(beyond and worse_side)
+    ref = 1.0 if limit.relative else float(shown["base"])
+    interval = shown["interval"]
+    noise = interval is not None and limit.exceeded(ref, ref * (1 + interval[1]), True)
+    shown["regression"] = bool(beyond and noise)
     return shown
 
 
 def _time_to_target_samples(
     b: pd.Series, n: pd.Series, wall: np.ndarray | None, rate: np.ndarray
-) -> tuple[np.ndarray | None, int]:
-    """Bootstrap draws of the time-to-target ratio, and the direction of a change beyond the
-    noise: +1 slower, -1 faster, 0 none.
+) -> tuple[np.ndarray | None, tuple[float, float]]:
+    """Bootstrap draws of the time-to-target ratio, and the 95% interval of what it is made
+    of (steps to target over the throughput, as a ratio new/base).
 
     A run's time to target is read once, and includes the warm-up steps (allocation, the
     noisiest part of a run), so there is nothing to measure its noise with: its draws are the
@@ -279,23 +287,29 @@ def _time_to_target_samples(
     judged by), so warm-up noise or machine load alone never make a change."""
     tb, tn = b["time_to_target_s_median"], n["time_to_target_s_median"]
     sb, sn = b["steps_to_target_median"], n["steps_to_target_median"]
+    none = (math.nan, math.nan)
     if not (_usable(tb) and _usable(tn) and _usable(sb) and _usable(sn)) or tb <= 0 or sb <= 0:
-        return None, 0
+        return None, none
     if wall is None:
-        return None, 0
+        return None, none
     samples = (tn / tb) * np.nanmedian(wall) / wall
     tail = 100 * (1 - timing.CONFIDENCE) / 2
     lo, hi = np.nanpercentile((sn / sb) / rate, [tail, 100 - tail])
-    return samples, (1 if lo > 1 else -1 if hi < 1 else 0)
+    return samples, (float(lo), float(hi))
 
 
-def _judge_time_to_target(c: dict[str, Any], direction: int) -> None:
-    """Time to target changed beyond the noise only in the ``direction`` its parts say."""
+def _judge_time_to_target(c: dict[str, Any], parts: tuple[float, float], limit: Threshold) -> None:
+    """Time to target changed beyond the noise only in the direction its ``parts`` (the
+    interval of steps over throughput, new/base) say; slower only when all of it is."""
+    lo, hi = parts
+    direction = 1 if lo > 1 else -1 if hi < 1 else 0
     measured = 0 if c["change"] is None else (1 if c["change"] > 0 else -1)
     if c["significant"] and direction != measured:
         c["significant"] = False
         c["note"] = "no significant change"
-    c["regression"] = bool(c["regression"] and c["significant"] and direction > 0)
+    base = float(c["base"]) if c["base"] is not None else math.nan
+    beyond = direction > 0 and limit.exceeded(base, base * lo, False)
+    c["regression"] = bool(c["regression"] and c["significant"] and beyond)
 
 
 def trajectory(base_runs: pd.DataFrame, new_runs: pd.DataFrame) -> dict[str, Any]:
@@ -376,11 +390,11 @@ def compare(
             rate_b = timing.rate(_units(b_trained, clock)).median
             rate_n = timing.rate(_units(n_trained, clock)).median
         for m in METRICS:
-            samples, direction = None, 0
+            samples, parts = None, (math.nan, math.nan)
             if m.key == "steps_per_s":
                 samples = rate
             elif m.timed and rate is not None:
-                samples, direction = _time_to_target_samples(b, n, wall, rate)
+                samples, parts = _time_to_target_samples(b, n, wall, rate)
             if m.timed:
                 row[m.name] = timed_change(
                     b[m.column], n[m.column], samples, m.higher_is_better, limits[m.key]
@@ -390,7 +404,7 @@ def compare(
                     if cpu and samples is not None:
                         row[m.name] = _cpu_change(row[m.name], rate_b, rate_n, limits[m.key])
                 if m.key == "time_to_target_s" and samples is not None:
-                    _judge_time_to_target(row[m.name], direction)
+                    _judge_time_to_target(row[m.name], parts, limits[m.key])
                 if row[m.name]["interval"] is not None and samples is not None:
                     draws[m.name].append(samples)
             else:
@@ -445,7 +459,8 @@ def _overall(
             tail = 100 * (1 - timing.CONFIDENCE) / 2
             lo, hi = np.nanpercentile(geo_draws, [tail, 100 - tail])
             out["interval"] = [float(lo) - 1, float(hi) - 1]
-            regression = regression and bool(hi < 1 if m.higher_is_better else lo > 1)
+            least_worse = hi if m.higher_is_better else lo
+            regression = regression and limit.exceeded(1.0, least_worse, m.higher_is_better)
         else:
             regression = False
     out["regression"] = bool(regression)
