@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import traceback
@@ -123,6 +124,15 @@ def run(
     engine: Annotated[
         Engine | None, typer.Option(help="training engine [default: the grid's, else eager]")
     ] = None,
+    repeat: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=1000,
+            help="train each run N times (same seed, identical losses) and keep every timing "
+            "[default: the grid's [train] repeat, else 1]",
+        ),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="print the expanded runs only")
     ] = False,
@@ -172,6 +182,9 @@ def run(
 
         chosen, options = _executor_options(executor, jobs, scheduler, threads_per_job)
         loaded = load_grid(grid, engine=engine.value if engine else None)
+        if repeat is not None:  # not part of run_id: the same runs, timed more often
+            runs = [dataclasses.replace(s, repeat=repeat) for s in loaded.runs]
+            loaded = dataclasses.replace(loaded, runs=runs)
         for note in loaded.notes:
             print(f"sgdbench: {note}", file=sys.stderr)
         if dry_run:
@@ -548,6 +561,14 @@ def compare(
     threshold: Annotated[
         str, typer.Option(help="flag changes worse than this, e.g. 5% (a bare number is %)")
     ] = "5%",
+    fail_on: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-on",
+            help="per-metric threshold, METRIC:N% or METRIC:N (absolute), repeatable; metrics: "
+            "steps_per_s, steps_to_target, time_to_target_s, final_loss [default: --threshold]",
+        ),
+    ] = None,
     fmt: Annotated[
         CompareFormat, typer.Option("--format", help="table | markdown | json")
     ] = CompareFormat.table,
@@ -560,6 +581,11 @@ def compare(
     """Compare two results folders configuration by configuration; exit 1 on a regression.
 
     Example: sgdbench compare results/main results/branch --threshold 10%
+
+    Example: sgdbench compare A B --fail-on steps_to_target:0% --fail-on steps_per_s:10%
+
+    Loss digests and steps are compared exactly; timings with a bootstrap interval, and count
+    as a regression only beyond both the threshold and the noise.
     """
     try:
         from sgdbench import compare as compare_mod
@@ -572,7 +598,13 @@ def compare(
         if is_suite_folder(base) or is_suite_folder(new):
             from sgdbench import suite_compare as compare_mod  # type: ignore[no-redef]
         text, regressed = compare_mod.render(
-            base, new, threshold=threshold, fmt=fmt.value, color=color, all_versions=all_versions
+            base,
+            new,
+            threshold=threshold,
+            fail_on=fail_on,
+            fmt=fmt.value,
+            color=color,
+            all_versions=all_versions,
         )
     except SgdbenchError as e:
         raise _fail(e, verbose) from None

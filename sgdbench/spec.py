@@ -63,6 +63,7 @@ TRAIN_KEYS: dict[str, tuple[Any, str]] = {
     "checkpoint_every": (0, "steps between checkpoints a killed run resumes from (0: none)"),
     "keep_checkpoints": (False, "keep the last checkpoint of a finished run"),
     "save_model": (False, "save the final model state to models/<run_id>.pt"),
+    "repeat": (1, "train each run N times (same seed) and keep every timing"),
 }
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # used with fullmatch: no trailing newline
@@ -73,6 +74,7 @@ MAX_RUNS = 100_000
 MAX_STEPS = 100_000_000  # every step is a row of steps/ and a slot of the in-memory loss buffer
 MAX_SECONDS = 10_000_000.0  # about 116 days
 MAX_THREADS = 1024
+MAX_REPEAT = 1000
 MAX_DEPTH = 16  # nesting of tables and arrays: no valid grid needs more than 3
 _DEVICE_RE = re.compile(r"^(cpu|auto|cuda(:\d+)?)$")
 
@@ -116,6 +118,7 @@ class RunSpec:
     checkpoint_every: int = field(default=0, compare=False)
     keep_checkpoints: bool = field(default=False, compare=False)
     save_model: bool = field(default=False, compare=False)
+    repeat: int = field(default=1, compare=False)  # a timing choice: the losses are the same
     name: str = field(default="", compare=False)
     axes: dict[str, Any] = field(default_factory=dict, compare=False)
     search_path: str | None = field(default=None, compare=False)
@@ -127,6 +130,7 @@ class RunSpec:
         "checkpoint_every",
         "keep_checkpoints",
         "save_model",
+        "repeat",
         "name",
         "axes",
         "search_path",
@@ -392,6 +396,7 @@ def _check_train(ctx: _Ctx, train: dict[str, Any]) -> dict[str, Any]:
             "train.engine", f"must be one of {', '.join(ENGINE_CHOICES)}, got {out['engine']!r}"
         )
     out["checkpoint_every"] = ctx.check("train.checkpoint_every", _int, out["checkpoint_every"], 0)
+    out["repeat"] = ctx.check("train.repeat", _int, out["repeat"], 1, MAX_REPEAT)
     if out["threads"] != "auto":
         # One thread by default: small models are fastest on one, OpenMP threads spinning against
         # a busy machine made steps 10-30x slower, and the thread count can change reductions.
@@ -916,6 +921,7 @@ def load_grid(path: str | Path, *, engine: str | None = None, text: str | None =
             checkpoint_every=train["checkpoint_every"],
             keep_checkpoints=train["keep_checkpoints"],
             save_model=train["save_model"],
+            repeat=train["repeat"],
             name=name,
             axes={k: combo[k][0] for k in varying if k in combo},
             search_path=str(base_dir),

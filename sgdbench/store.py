@@ -134,6 +134,19 @@ RUN_SCHEMA = pa.schema(
         ("search", pa.string()),
         ("trial", pa.int64()),
         ("rung", pa.int64()),  # halving: the last rung reached (len(rungs): the full budget)
+        # throughput intervals (see sgdbench.timing), and the timed windows they come from:
+        # per steady-state window its steps, samples, training seconds, CPU seconds (NaN on
+        # CUDA) and repeat (0-based)
+        ("steps_per_s_lo", pa.float64()),
+        ("steps_per_s_hi", pa.float64()),
+        ("samples_per_s_lo", pa.float64()),
+        ("samples_per_s_hi", pa.float64()),
+        ("repeats", pa.int64()),
+        ("window_steps", pa.list_(pa.int64())),
+        ("window_samples", pa.list_(pa.int64())),
+        ("window_s", pa.list_(pa.float64())),
+        ("window_cpu_s", pa.list_(pa.float64())),
+        ("window_repeat", pa.list_(pa.int64())),
     ]
 )
 

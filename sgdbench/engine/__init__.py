@@ -44,7 +44,14 @@ def plan(specs: list[RunSpec], max_group_size: int | None = None) -> list[Unit]:
 
 
 def execute_unit(unit: Unit, should_stop: Callable[[], bool] | None = None) -> list[Trajectory]:
-    """Train one unit; one trajectory per spec, in the unit's order."""
+    """Train one unit (``repeat`` times, see ``repeats``); one trajectory per spec, in the
+    unit's order."""
+    from sgdbench.engine.repeats import repeat_unit
+
+    return repeat_unit(unit, lambda specs: _train_unit(specs, should_stop), should_stop)
+
+
+def _train_unit(unit: Unit, should_stop: Callable[[], bool] | None) -> list[Trajectory]:
     if unit and unit[0].engine == "stacked":
         from sgdbench.engine import stacked
 

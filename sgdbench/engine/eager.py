@@ -186,7 +186,8 @@ def _train(
                 loss = update(xb, yb)
                 pending.append(loss.detach())
         # ---- bookkeeping, clock stopped --------------------------------------------------------
-        state.record_window(torch.stack(pending).float().cpu().numpy(), clock.elapsed)
+        losses = torch.stack(pending).float().cpu().numpy()
+        state.record_window(losses, clock.elapsed, clock.cpu_elapsed)
         if before:
             stalled = checks.stall_message(problem, params, before)
             state.verdict = Verdict("stalled", stalled) if stalled else None

@@ -132,7 +132,8 @@ def _train_group(
         chunk = torch.stack(pending).float().cpu().numpy()  # [steps, members in the stack]
         group_clock += clock.elapsed
         for r, state in enumerate(stack):
-            state.record_window(chunk[:, r], clock.elapsed / len(stack))
+            share = len(stack)
+            state.record_window(chunk[:, r], clock.elapsed / share, clock.cpu_elapsed / share)
         if step == 0:
             changed = (model.flat != before).any(dim=1).cpu().numpy()
             for r in np.flatnonzero(~changed):

@@ -54,6 +54,28 @@ def throughput_interval(runs: pd.DataFrame) -> tuple[float, float]:
     return float(medians.min()), float(medians.max())
 
 
+def _throughput(trained: pd.DataFrame) -> dict[str, float]:
+    """steps/s and samples/s of a group: the median over the timed windows of all its runs and
+    repeats, with a bootstrap interval (``sgdbench.timing``) in ``*_lo`` / ``*_hi``. Runs
+    without stored windows (older results) keep the median over runs and ``throughput_interval``.
+    """
+    from sgdbench import metrics, timing
+
+    out: dict[str, float] = {}
+    if "window_s" not in trained or trained["window_s"].isna().all():
+        out["steps_per_s_lo"], out["steps_per_s_hi"] = throughput_interval(trained)
+        return out
+    for name in ("steps", "samples"):
+        units = metrics.pooled_windows(
+            trained[f"window_{name}"], trained["window_s"], trained["window_repeat"]
+        )
+        rate = timing.rate(units)
+        if not math.isnan(rate.median):
+            out[f"{name}_per_s_median"] = rate.median
+        out[f"{name}_per_s_lo"], out[f"{name}_per_s_hi"] = rate.lo, rate.hi
+    return out
+
+
 def axis_names(runs: pd.DataFrame) -> list[str]:
     """Grid axes that vary, in grid order, without the seed."""
     keys = dict.fromkeys(k for a in runs["axes_dict"] for k in a)
@@ -159,7 +181,7 @@ def summarize_runs(runs: pd.DataFrame, group_by: Sequence[str] | None = None) ->
             row.update({f"{c}_median": q50, f"{c}_q25": q25, f"{c}_q75": q75})
         for c in ("steps_per_s", "samples_per_s", "final_val_accuracy"):
             row[f"{c}_median"] = quantiles(trained[c].to_numpy(np.float64, na_value=np.nan))[1]
-        row["steps_per_s_lo"], row["steps_per_s_hi"] = throughput_interval(trained)
+        row.update(_throughput(trained))
         row["verdict"] = verdict_summary(g["verdict"])
         row["run_ids"] = list(g["run_id"])
         rows.append(row)

@@ -38,6 +38,11 @@ RUN_COLUMNS = [
     "verdict",
     "verdict_detail",
     "update_cosine",
+    # timed windows: throughput medians and intervals pooled over seeds and repeats
+    "window_steps",
+    "window_samples",
+    "window_s",
+    "window_repeat",
 ]
 # Per-run throughput interval, when the engine stores one (older folders: empty).
 INTERVAL_COLUMNS = ["steps_per_s_lo", "steps_per_s_hi"]
