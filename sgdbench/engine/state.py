@@ -40,6 +40,7 @@ class RunState:
     tail: list[Tensor] = field(default_factory=list)  # flat parameters after the last steps
     patience: checks.Patience = field(default_factory=checks.Patience)
     verdict: Verdict | None = None
+    target_step: int | None = None  # exact step to target, once found (``crossing``)
     losses: np.ndarray = field(init=False)
     times: np.ndarray = field(init=False)
 
@@ -116,6 +117,7 @@ class RunState:
             "times": torch.from_numpy(self.times[: self.step].copy()),
             "evals": {k: list(v) for k, v in self.evals.items()},
             "tail": list(self.tail),
+            "target_step": self.target_step,
         }
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
@@ -128,6 +130,7 @@ class RunState:
             self.evals[k][:] = list(v)
         self.warmup_steps, self.warmup_s = saved["warmup_steps"], saved["warmup_s"]
         self.tail = list(saved["tail"])
+        self.target_step = saved.get("target_step")
         self.checked = self.step
         self.patience = checks.Patience()
         for value in self.evals["val_loss"][1:]:  # the count replayed (the first is step 0's)
@@ -140,4 +143,5 @@ class RunState:
         traj.losses, traj.time_s = self.losses[: self.step].copy(), self.times[: self.step].copy()
         traj.train_time_s = self.clock
         traj.warmup_steps, traj.warmup_s = self.warmup_steps, self.warmup_s
+        traj.steps_to_target = self.target_step
         traj.info["update_cosine"] = checks.update_cosine(self.tail)

@@ -31,6 +31,7 @@ class Trajectory:
     train_time_s: float = 0.0
     warmup_steps: int = 0
     warmup_s: float = 0.0
+    steps_to_target: int | None = None  # exact first step at or below the target (crossing.py)
     wall_time_s: float = 0.0
     started_at: str = ""
     info: dict[str, Any] = field(default_factory=dict)  # optimizer_impl, device_name, threads, ...
