@@ -151,7 +151,7 @@ class EagerReplay:
         loss = self.update(*self.batch(step))
         return loss.detach().reshape(1).float().cpu().numpy()
 
-    def train_losses(self) -> np.ndarray:
+    def train_losses(self, rows: list[int]) -> np.ndarray:
         device = self.training.device
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
             return np.array([evaluate(self.training.problem)["train_loss"]])

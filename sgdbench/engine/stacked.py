@@ -111,8 +111,11 @@ class StackedReplay:
         self.optimizer.step(grad, scalars)
         return loss.float().cpu().numpy()
 
-    def train_losses(self) -> np.ndarray:
-        return self.model.evaluate()["train_loss"]
+    def train_losses(self, rows: list[int]) -> np.ndarray:
+        if len(rows) == self.model.members:
+            return self.model.evaluate()["train_loss"]
+        index = torch.tensor(rows, device=self.model.flat.device)
+        return self.model.members_at(index).evaluate()["train_loss"]
 
 
 def _train_group(
