@@ -51,6 +51,7 @@ class ReportFormat(StrEnum):
     markdown = "markdown"
     csv = "csv"
     json = "json"
+    html = "html"
 
 
 class PlotKind(StrEnum):
@@ -61,6 +62,8 @@ class PlotKind(StrEnum):
 
 class PlotX(StrEnum):
     step = "step"
+    samples = "samples"
+    epoch = "epoch"
     time = "time"
 
 
@@ -179,6 +182,8 @@ def run(
     counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.counts.items()))
     ran = sum(outcome.counts.values())
     print(f"sgdbench: {ran} run(s) into {out_dir}: {counts or 'nothing to do'}", file=sys.stderr)
+    for why, n in outcome.skipped.items():  # one line per reason: a 100-run grid says it once
+        print(f"  skipped {n} run(s): {why}", file=sys.stderr)
     for run_id, message in outcome.stalled:
         print(f"  stalled {run_id}: {message}", file=sys.stderr)
     for run_id, message in outcome.failures:
@@ -250,8 +255,14 @@ def report(
         ),
     ] = False,
     fmt: Annotated[
-        ReportFormat, typer.Option("--format", help="table | markdown | csv | json")
+        ReportFormat, typer.Option("--format", help="table | markdown | csv | json | html")
     ] = ReportFormat.table,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="write to this file (default: stdout; html: DIR/report.html)"
+        ),
+    ] = None,
     sort: Annotated[
         str | None,
         typer.Option(help="sort by this column (-COL: descending), e.g. steps_to_target"),
@@ -272,24 +283,48 @@ def report(
     """Summarize a results folder: one row per configuration, median and IQR over seeds.
 
     Example: sgdbench report results/quickstart --best --format markdown
+    Example: sgdbench report results/quickstart --format html --out report.html
     """
     try:
         from sgdbench import report as report_mod
 
-        color = fmt is ReportFormat.table and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-        text = report_mod.render(
-            results,
-            by=by,
-            best=best,
-            fmt=fmt.value,
-            sort=sort,
-            target_loss=target_loss,
-            color=color,
-            all_versions=all_versions,
-        )
+        if fmt is ReportFormat.html:
+            from sgdbench.html_report import render_html
+
+            out = out if out is not None else results / "report.html"
+            text = render_html(
+                results,
+                by=by,
+                best=best,
+                sort=sort,
+                target_loss=target_loss,
+                all_versions=all_versions,
+            )
+        else:
+            color = out is None and fmt is ReportFormat.table and sys.stdout.isatty()
+            text = report_mod.render(
+                results,
+                by=by,
+                best=best,
+                fmt=fmt.value,
+                sort=sort,
+                target_loss=target_loss,
+                color=color and not os.environ.get("NO_COLOR"),
+                all_versions=all_versions,
+            )
     except SgdbenchError as e:
         raise _fail(e, verbose) from None
-    sys.stdout.write(text)
+    if out is None:
+        sys.stdout.write(text)
+        return
+    from sgdbench.atomic import atomic_write_text
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, text)
+    except OSError as e:
+        raise _fail(UsageError(f"--out: {out}: {e.strerror or e}"), verbose) from None
+    print(f"sgdbench: wrote {out}", file=sys.stderr)
 
 
 @app.command()
@@ -303,7 +338,11 @@ def plot(
         typer.Option("--out", "-o", help="picture file, .png/.svg/.pdf [DIR/plots/KIND.png]"),
     ] = None,
     x: Annotated[
-        PlotX, typer.Option("--x", help="curves and speed: steps or training seconds")
+        PlotX,
+        typer.Option(
+            "--x",
+            help="x axis: step | samples (compare batch sizes) | epoch (curves) | time (seconds)",
+        ),
     ] = PlotX.step,
     metric: Annotated[
         PlotMetric, typer.Option(help="lr plot: final or best training loss")

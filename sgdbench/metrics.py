@@ -20,9 +20,11 @@ def loss_digest(losses: np.ndarray) -> str:
 
 
 def samples_after(spec: RunSpec, steps: np.ndarray | int) -> np.ndarray | int:
-    """Samples consumed by the first ``steps`` steps (the last batch of an epoch may be short)."""
+    """Samples consumed by the first ``steps`` steps (the last batch of an epoch may be short,
+    or dropped: then an epoch sees only ``steps_per_epoch * batch_size`` samples)."""
     epochs, rest = np.divmod(steps, spec.steps_per_epoch)
-    return epochs * spec.n_samples + np.minimum(rest * spec.batch_size, spec.n_samples)
+    per_epoch = min(spec.n_samples, spec.steps_per_epoch * spec.batch_size)
+    return epochs * per_epoch + np.minimum(rest * spec.batch_size, spec.n_samples)
 
 
 def per_step_columns(spec: RunSpec, n_steps: int) -> dict[str, np.ndarray]:

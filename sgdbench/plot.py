@@ -76,7 +76,8 @@ def config_styles(table: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def default_out(results: Path, kind: str, x: str) -> Path:
-    suffix = "_time" if kind == "curves" and x == "time" else ""
+    """DIR/plots/KIND.png; curves against another axis than steps get its name appended."""
+    suffix = f"_{x}" if kind == "curves" and x != "step" else ""
     return Path(results) / "plots" / f"{kind}{suffix}.png"
 
 
@@ -100,8 +101,10 @@ def plot(
 
     if kind not in KINDS:
         raise UsageError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    if x not in ("step", "time"):
-        raise UsageError(f"--x must be step or time, got {x!r}")
+    if x not in X_AXES:
+        raise UsageError(f"--x must be one of {', '.join(X_AXES)}, got {x!r}")
+    if kind == "speed" and x == "epoch":
+        raise UsageError("--x epoch: the speed plot counts steps, samples or time to target")
     if metric not in ("final", "best"):
         raise UsageError(f"--metric must be final or best, got {metric!r}")
     if smooth is not None and smooth < 0:
@@ -169,14 +172,22 @@ def _label(row: pd.Series, labels: Sequence[str], n_runs: bool = True) -> str:
 # curves
 
 
-def _read_per_run(folder: Path, run_ids: Sequence[str], columns: list[str]) -> pd.DataFrame:
-    from sgdbench.store import read_files
+def _read_per_run(
+    folder: Path, run_ids: Sequence[str], columns: list[str]
+) -> dict[str, pd.DataFrame]:
+    """Each run's rows (one file per run), sorted by step. The run_id column is not read: a
+    million-step run would spend seconds building and grouping a million equal strings."""
+    from sgdbench.store import read_table
 
-    files = [folder / f"{rid}.parquet" for rid in run_ids]
-    files = [f for f in files if f.exists()]
-    if not files:
-        return pd.DataFrame(columns=columns)
-    return read_files(files, columns).to_pandas()
+    out = {}
+    for rid in run_ids:
+        path = folder / f"{rid}.parquet"
+        if path.exists():
+            frame = read_table(path, columns).to_pandas()
+            if not frame["step"].is_monotonic_increasing:
+                frame = frame.sort_values("step", kind="stable", ignore_index=True)
+            out[rid] = frame
+    return out
 
 
 def ema(values: np.ndarray, span: int) -> np.ndarray:
@@ -196,13 +207,27 @@ def _stack(per_run: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def _nanquantiles(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    import warnings
+def nanquantiles(stack: np.ndarray, qs: Sequence[float] = (0.25, 0.5, 0.75)) -> list[np.ndarray]:
+    """Per-column quantiles of ``stack`` (runs x steps), ignoring NaN, with the same linear
+    interpolation as ``np.nanpercentile``; an all-NaN column gives NaN.
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
-        q = np.nanpercentile(stack, [25, 50, 75], axis=0)
-    return q[0], q[1], q[2]
+    One sort along the (short) run axis and a gather: ``np.nanpercentile(axis=0)`` calls a Python
+    function per column, which took 50 s on a run of a million steps.
+    """
+    ordered = np.sort(stack, axis=0)  # NaN sorts last
+    count = (~np.isnan(stack)).sum(axis=0)
+    cols = np.arange(stack.shape[1])
+    out = []
+    for q in qs:
+        pos = np.maximum(count - 1, 0) * q
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.ceil(pos).astype(np.int64)
+        frac = pos - lo
+        low, high = ordered[lo, cols], ordered[hi, cols]
+        with np.errstate(invalid="ignore"):  # inf - inf where both neighbours are infinite
+            value = np.where(frac == 0, low, low + (high - low) * frac)
+        out.append(np.where(count > 0, value, np.nan))
+    return out
 
 
 def _thin(n: int) -> np.ndarray:
@@ -211,56 +236,159 @@ def _thin(n: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, MAX_POINTS).round().astype(np.int64))
 
 
+X_AXES = {
+    # --x: (steps column, evals column, axis label)
+    "step": ("step", "step", "step"),
+    "samples": ("samples_before", "samples_seen", "training samples seen"),
+    "epoch": ("epoch_x", "epoch", "epoch"),
+    "time": ("time_s", "time_s", "training time (s)"),
+}
+RAW_STYLE = {"lw": 0.6, "alpha": 0.3}  # the unsmoothed median under a smoothed line
+
+
+def _x_columns(g: pd.DataFrame, steps_per_epoch: float | None) -> pd.DataFrame:
+    """The x positions of one run's steps. A step's loss is computed before its update, after
+    ``step`` updates: at ``samples_seen`` of the previous step and at ``step / steps_per_epoch``
+    epochs, exactly where the evaluations after that many updates are placed."""
+    samples = g["samples_seen"].to_numpy(np.int64)
+    before = np.concatenate([[0], samples[:-1]]) if len(samples) else samples
+    epoch = g["step"].to_numpy(np.float64) / (steps_per_epoch or np.nan)
+    return g.assign(samples_before=before, epoch_x=epoch)
+
+
+def _run_facts(results: Path) -> pd.DataFrame:
+    """Per run: steps per epoch and whether it was full batch (from runs.parquet)."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from sgdbench.store import RUNS_FILE
+
+    path = results / RUNS_FILE
+    present = set(pq.read_schema(path).names)
+    columns = [c for c in ("run_id", "spec", "full_batch") if c in present]
+    facts = pq.read_table(path, columns=columns).to_pandas().set_index("run_id")
+    specs = facts["spec"] if "spec" in facts else pd.Series(None, index=facts.index)
+    facts["steps_per_epoch"] = [
+        (json.loads(s).get("steps_per_epoch") if isinstance(s, str) else None) or np.nan
+        for s in specs
+    ]
+    if "full_batch" not in facts:
+        facts["full_batch"] = False
+    facts["full_batch"] = facts["full_batch"].fillna(False).astype(bool)
+    return facts[["steps_per_epoch", "full_batch"]]
+
+
 def _curves(
     ax: Any, results: Path, runs: pd.DataFrame, table: pd.DataFrame, *, x: str, smooth: int | None
 ) -> str:
+    """Median minibatch loss per configuration with the IQR over seeds, and the full-data
+    evaluations as dots.
+
+    Smoothing never invents progress: full-batch runs are drawn raw (every step sees every
+    sample, so there is no sampling noise to average and a drop is a real drop), and a smoothed
+    line always has its raw median drawn faintly under it. A loss of exactly 0 cannot sit on a
+    log axis: it is drawn on the bottom edge.
+    """
     from sgdbench.store import EVALS_DIR, STEPS_DIR
 
     labels = table.attrs["labels"]
     trained = runs[runs["status"].isin(report.TRAINED)]
     wanted = [rid for ids in table["run_ids"] for rid in ids if rid in set(trained["run_id"])]
-    steps = _read_per_run(results / STEPS_DIR, wanted, ["run_id", "step", "loss", "time_s"])
-    evals = _read_per_run(results / EVALS_DIR, wanted, ["run_id", "step", "time_s", "train_loss"])
-    if steps.empty and evals.empty:
+    steps = _read_per_run(results / STEPS_DIR, wanted, ["step", "samples_seen", "loss", "time_s"])
+    evals_by_run = _read_per_run(
+        results / EVALS_DIR, wanted, ["step", "epoch", "samples_seen", "time_s", "train_loss"]
+    )
+    if not steps and not evals_by_run:
         raise UsageError(f"{results}: no steps or evaluations stored for these runs")
-    steps_by_run = {rid: g.sort_values("step") for rid, g in steps.groupby("run_id")}
-    evals_by_run = {rid: g.sort_values("step") for rid, g in evals.groupby("run_id")}
+    facts = _run_facts(results)
+    per_epoch = facts["steps_per_epoch"].to_dict()
+    full_batch = facts["full_batch"].to_dict()
+    steps_by_run = {rid: _x_columns(g, per_epoch.get(rid)) for rid, g in steps.items()}
     longest = max((len(g) for g in steps_by_run.values()), default=1)
     span = smooth if smooth is not None else max(1, round(0.02 * longest))
     status = dict(zip(runs["run_id"], runs["status"], strict=True))
-    xcol = "time_s" if x == "time" else "step"
+    xcol, ecol, xlabel = X_AXES[x]
 
-    initial = []
-    finite_values = []
-    diverged_points = []
+    # First the numbers of every configuration, then the drawing: the log axis's floor (where a
+    # zero loss is drawn) depends on all of them.
+    series = []
     styles = config_styles(table)
     for i, (_, row) in enumerate(table.iterrows()):
         ids = [rid for rid in row["run_ids"] if rid in steps_by_run]
-        st = styles[i]
-        label = _label(row, labels)
+        item: dict[str, Any] = {"style": styles[i], "label": _label(row, labels)}
         if ids:
-            losses = _stack([ema(steps_by_run[r]["loss"].to_numpy(np.float64), span) for r in ids])
-            xs = _stack([steps_by_run[r][xcol].to_numpy(np.float64) for r in ids])
-            q25, q50, q75 = _nanquantiles(losses)
-            xm = np.nanmedian(xs, axis=0) if x == "time" else np.arange(losses.shape[1])
-            keep = _thin(len(q50))
-            ax.plot(xm[keep], q50[keep], label=label, lw=1.6, **st)
-            if len(ids) > 1:
-                ax.fill_between(xm[keep], q25[keep], q75[keep], color=st["color"], alpha=0.18, lw=0)
-            finite_values.append(q50[np.isfinite(q50)])
-            for r in ids:
-                if status.get(r) == "diverged":
-                    g = steps_by_run[r]
-                    diverged_points.append((g[xcol].iloc[-1], g["loss"].iloc[-1], st["color"]))
-            label = None  # the evaluations share the line's legend entry
+            raw = _stack([steps_by_run[r]["loss"].to_numpy(np.float64) for r in ids])
+            smoothed = not all(full_batch.get(r, False) for r in ids) and span > 1
+            losses = (
+                _stack([ema(steps_by_run[r]["loss"].to_numpy(np.float64), span) for r in ids])
+                if smoothed
+                else raw
+            )
+            # Only the drawn points need quantiles (smoothing above saw every step).
+            keep = _thin(losses.shape[1])
+            xs = _stack([steps_by_run[r][xcol].to_numpy(np.float64) for r in ids])[:, keep]
+            q25, q50, q75 = nanquantiles(losses[:, keep])
+            xm = keep if x == "step" else nanquantiles(xs, (0.5,))[0]
+            item.update(x=xm, q25=q25, q50=q50, q75=q75, n=len(ids))
+            if smoothed:
+                item["raw"] = nanquantiles(raw[:, keep], (0.5,))[0]
+            item["diverged"] = [
+                (steps_by_run[r][xcol].iloc[-1], steps_by_run[r]["loss"].iloc[-1])
+                for r in ids
+                if status.get(r) == "diverged"
+            ]
         eids = [rid for rid in row["run_ids"] if rid in evals_by_run]
         if eids:
             ev = pd.concat([evals_by_run[r] for r in eids])
-            med = ev.groupby("step").agg(time_s=("time_s", "median"), loss=("train_loss", "median"))
-            ex = med["time_s"] if x == "time" else med.index
+            item["evals"] = ev.groupby("step").agg(
+                x=(ecol, "median"), loss=("train_loss", "median")
+            )
+        series.append(item)
+
+    finite_values = []
+    initial = []
+    for item in series:
+        for key in ("q50", "raw"):
+            if key in item:
+                finite_values.append(item[key][np.isfinite(item[key])])
+        if "evals" in item:
+            loss = item["evals"]["loss"].to_numpy()
+            finite_values.append(loss[np.isfinite(loss)])
+            initial.append(float(loss[0]))
+        elif "q50" in item:
+            initial.append(float(item["q50"][0]))
+    values = np.concatenate(finite_values) if finite_values else np.array([1.0])
+    values = values if len(values) else np.array([1.0])
+    positive = values[values > 0]
+    floor = float(positive.min()) / 2 if len(positive) else 1e-12
+    # Diverged runs would stretch the axis to 1e9; cap it at 30x the largest starting loss.
+    start = [v for v in initial if math.isfinite(v) and v > 0]
+    top = min(float(values.max()) * 1.5, 30 * max(start)) if start else float(values.max()) * 1.5
+    top = max(top, floor * 10)
+
+    def on_axis(y: np.ndarray) -> np.ndarray:
+        return np.where(y > 0, y, np.where(np.isnan(y), np.nan, floor))
+
+    any_smoothed = False
+    diverged_points = []
+    for item in series:
+        st, label = item["style"], item["label"]
+        if "q50" in item:
+            if "raw" in item:
+                any_smoothed = True
+                ax.plot(item["x"], on_axis(item["raw"]), color=st["color"], **RAW_STYLE)
+            ax.plot(item["x"], on_axis(item["q50"]), label=label, lw=1.6, **st)
+            if item["n"] > 1:
+                lo, hi = on_axis(item["q25"]), on_axis(item["q75"])
+                ax.fill_between(item["x"], lo, hi, color=st["color"], alpha=0.18, lw=0)
+            diverged_points += [(dx, dy, st["color"]) for dx, dy in item["diverged"]]
+            label = None  # the evaluations share the line's legend entry
+        if "evals" in item:
+            med = item["evals"]
             ax.plot(
-                ex,
-                med["loss"],
+                med["x"],
+                on_axis(med["loss"].to_numpy()),
                 ls="none",
                 marker="o",
                 ms=3.5,
@@ -269,19 +397,8 @@ def _curves(
                 color=st["color"],
                 label=label,
             )
-            finite_values.append(med["loss"].to_numpy()[np.isfinite(med["loss"].to_numpy())])
-            initial.append(float(med["loss"].iloc[0]))
-        elif ids:
-            initial.append(float(q50[0]))
-
-    values = np.concatenate(finite_values) if finite_values else np.array([1.0])
-    positive = values[values > 0]
-    floor = float(positive.min()) / 2 if len(positive) else 1e-12
-    # Diverged runs would stretch the axis to 1e9; cap it at 30x the largest starting loss.
-    start = [v for v in initial if math.isfinite(v) and v > 0]
-    top = min(float(values.max()) * 1.5, 30 * max(start)) if start else float(values.max()) * 1.5
     ax.set_yscale("log")
-    ax.set_ylim(floor, max(top, floor * 10))
+    ax.set_ylim(floor, top)
     if diverged_points:
         for dx, dy, color in diverged_points:
             y = min(dy, top) if math.isfinite(dy) else top
@@ -310,13 +427,18 @@ def _curves(
     target = _target(runs)
     if target is not None and target > 0:
         ax.axhline(target, color="grey", ls=(0, (4, 3)), lw=1, label=f"target loss {target:g}")
-    smoothing = f"EMA span {span} steps" if span > 1 else "not smoothed"
+    if any_smoothed:
+        smoothing = f"EMA span {span} steps over the faint raw median; full-batch runs raw"
+    else:
+        smoothing = "not smoothed"
+    if (values <= 0).any():
+        smoothing += "; a loss of 0 sits on the bottom edge"
     title = "training loss, median over seeds with IQR band"
-    ax.set_xlabel("training time (s)" if x == "time" else "step")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("loss (log scale)")
     ax.text(
         0.0,
-        -0.13 if x == "time" else -0.12,
+        -0.12 if x == "step" else -0.13,
         f"lines: minibatch loss ({smoothing}); dots: full-data training loss at evaluations",
         transform=ax.transAxes,
         fontsize=8,
@@ -331,6 +453,23 @@ def _curves(
 # learning-rate sensitivity
 
 
+def tick_labels(values: Sequence[float], *, min_gap: float) -> list[str]:
+    """Labels for ticks at increasing ``values`` on a log axis. The smallest and largest are
+    always labelled (the range that was run); a tick closer than ``min_gap`` decades to a
+    labelled neighbour stays unlabelled ("1" and "1.1" would print over each other)."""
+    logs = [math.log10(v) for v in values]
+    out = []
+    last = -math.inf
+    for i, (v, here) in enumerate(zip(values, logs, strict=True)):
+        is_end = i in (0, len(values) - 1)
+        if is_end or (here - last >= min_gap and logs[-1] - here >= min_gap):
+            out.append(f"{v:g}")
+            last = here
+        else:
+            out.append("")
+    return out
+
+
 def _lr(ax: Any, runs: pd.DataFrame, table: pd.DataFrame, *, metric: str) -> str:
     """One line per optimizer × batch size (× any other axis): median loss against lr, IQR as a
     bar. A configuration with diverged seeds gets an X and "k/n div"; one whose median diverged
@@ -341,6 +480,13 @@ def _lr(ax: Any, runs: pd.DataFrame, table: pd.DataFrame, *, metric: str) -> str
     lr_of = dict(zip(runs["config_id"], runs["lr"], strict=True))
     frame = table.copy()
     frame["lr_value"] = [lr_of[c] for c in frame["config_id"]]
+    run_lrs = sorted(set(frame["lr_value"]))
+    if len(run_lrs) < 2:
+        only = f" (lr={run_lrs[0]:g})" if run_lrs else ""
+        raise UsageError(
+            f"--kind lr needs two learning rates or more; these runs have one{only}: "
+            "give grid.lr several values, or use --kind curves"
+        )
     col = f"{metric}_loss"
     finite = frame[[f"{col}_median", f"{col}_q25", f"{col}_q75"]].to_numpy(np.float64)
     finite = finite[np.isfinite(finite) & (finite > 0)]
@@ -416,13 +562,15 @@ def _lr(ax: Any, runs: pd.DataFrame, table: pd.DataFrame, *, metric: str) -> str
                 )
     if any_diverged:
         ax.axhline(ceiling, color=DIVERGED_COLOR, ls=":", lw=1)
+        # Under the line: above it, the label would sit against the title.
         ax.annotate(
             "median diverged",
             (0.0, ceiling),
             xycoords=("axes fraction", "data"),
-            xytext=(2, 3),
+            xytext=(2, -3),
             textcoords="offset points",
             ha="left",
+            va="top",
             fontsize=7,
             color=DIVERGED_COLOR,
         )
@@ -441,13 +589,13 @@ def _lr(ax: Any, runs: pd.DataFrame, table: pd.DataFrame, *, metric: str) -> str
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_ylim(floor / 1.5, ceiling * 2 if any_diverged else ceiling / 3)
-    lrs = sorted(set(frame["lr_value"]))
+    lrs = run_lrs
     if len(lrs) <= 12:  # label the learning rates that were run, not decades
         ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_xticks(lrs, [f"{v:g}" for v in lrs])
-        if len(lrs) > 1:
-            pad = (math.log10(lrs[-1]) - math.log10(lrs[0])) * 0.08
-            ax.set_xlim(lrs[0] / 10**pad, lrs[-1] * 10**pad)
+        span = math.log10(lrs[-1]) - math.log10(lrs[0])
+        ax.set_xticks(lrs, tick_labels(lrs, min_gap=0.07 * span * 1.16))
+        pad = span * 0.08
+        ax.set_xlim(lrs[0] / 10**pad, lrs[-1] * 10**pad)
     low, high = ax.get_ylim()
     if high / low < 20:  # less than about a decade: plain numbers on every tick
         plain = FuncFormatter(lambda v, _: report.fmt_sig(v, 2))
@@ -471,7 +619,7 @@ def _bar_height(table: pd.DataFrame) -> float:
 
 def _speed(ax: Any, table: pd.DataFrame, *, x: str) -> str:
     labels = table.attrs["labels"]
-    metric = "time_to_target_s" if x == "time" else "steps_to_target"
+    metric = {"time": "time_to_target_s", "samples": "samples_to_target"}.get(x, "steps_to_target")
     if (table["reached"] < 0).all():
         raise UsageError("no target_loss in these runs: set one in the grid (train.target_loss)")
     colour_by = [c for c in labels if c not in ("lr", "config_id")][:1]
@@ -533,7 +681,7 @@ def _speed(ax: Any, table: pd.DataFrame, *, x: str) -> str:
             color="#555555",
         )
     ax.grid(axis="y", visible=False)
-    unit = "training seconds" if x == "time" else "steps"
+    unit = {"time": "training seconds", "samples": "samples"}.get(x, "steps")
     ax.set_xlabel(f"{unit} to target (median over seeds that reached it; bars: IQR)")
     target = table["target_loss"].dropna().unique()
     what = f"loss ≤ {target[0]:g}" if len(target) == 1 else "target"

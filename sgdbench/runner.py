@@ -34,6 +34,7 @@ class GridOutcome:
     counts: Counter[str] = field(default_factory=Counter)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (run_id, message)
     stalled: list[tuple[str, str]] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)  # why -> runs skipped for it
     stopped_early: str = ""  # why the grid stopped before its end (--fail-fast, a failure storm)
     interrupted: bool = False  # Ctrl-C
 
@@ -63,9 +64,12 @@ def pending_runs(grid: Grid, completed: set[str], force: bool) -> list[RunSpec]:
 
 
 class StopFlag:
-    """Set by the first Ctrl-C. Serially, the current run stops at its next window boundary
-    (keeping a checkpoint if it makes them); with worker processes or Dask, runs in flight are
-    abandoned (and resume from their last periodic checkpoint). A second Ctrl-C aborts at once."""
+    """Set by the first Ctrl-C or SIGTERM (a SIGTERM is a Ctrl-C: same stop, same exit 130).
+    Serially, the current run stops at its next window boundary (keeping a checkpoint if it
+    makes them); with worker processes or Dask, runs in flight are abandoned (and resume from
+    their last periodic checkpoint). A second signal aborts at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.set = False
@@ -76,22 +80,24 @@ class StopFlag:
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
         def handler(signum: int, frame: FrameType | None) -> None:
+            if self.set:
+                raise KeyboardInterrupt  # the second one: abort now (the finally blocks run)
             self.set = True
-            signal.signal(signal.SIGINT, signal.default_int_handler)
             print(
                 "\nsgdbench: stopping; finished runs are kept (Ctrl-C again to abort)",
                 file=sys.stderr,
             )
 
         try:
-            previous = signal.signal(signal.SIGINT, handler)
+            previous = {signum: signal.signal(signum, handler) for signum in self.SIGNALS}
         except ValueError:  # not the main thread: leave signals alone
             yield
             return
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for signum, old in previous.items():
+                signal.signal(signum, old)
 
 
 def run_grid(
@@ -209,6 +215,8 @@ def _run_locked(
                     outcome.failures.append((traj.run_id, traj.message))
                 elif traj.status == "stalled":
                     outcome.stalled.append((traj.run_id, traj.message))
+                elif traj.status == "skipped":
+                    outcome.skipped[traj.message] += 1
                 show_notes()
                 postfix: dict[str, int] = dict(sorted(outcome.counts.items()))
                 if executor != "serial":

@@ -199,6 +199,7 @@ class _ProblemFacts:
     n_samples: int
     function: bool
     n_params: int
+    drop_last: bool
 
 
 @dataclass(frozen=True)
@@ -768,6 +769,7 @@ def load_grid(path: str | Path, *, engine: str | None = None) -> Grid:
             n_samples=problem.n_samples,
             function=problem.task == "function" or is_function_problem(problem_name),
             n_params=parameter_count(problem),
+            drop_last=problem.drop_last,
         )
         if train["early_stopping_patience"] and problem.X_val is None:
             raise ctx.fail(
@@ -828,6 +830,8 @@ def load_grid(path: str | Path, *, engine: str | None = None) -> Grid:
         full = bs == "full" or bs == n_samples
         batch_size = n_samples if bs == "full" else bs
         steps_per_epoch = 1 if function_problem else math.ceil(n_samples / batch_size)
+        if facts.drop_last and not function_problem:
+            steps_per_epoch = n_samples // batch_size  # the batchers never reach the short batch
         steps = train["steps"] if train["steps"] is not None else train["epochs"] * steps_per_epoch
         if steps > MAX_STEPS:
             raise ctx.fail(

@@ -17,20 +17,6 @@ from sgdbench.spec import load_grid
 from tests.conftest import cli
 
 
-def test_noisy_quadratic_spectrum_follows_deepobs():
-    problem = builtin.noisy_quadratic()
-    eig = torch.linalg.eigvalsh(problem.model.Q.double())
-    assert (eig < 1.0001).sum() == 90 and (eig >= 0).all()
-    assert ((eig > 29.999) & (eig < 60.001)).sum() == 10
-    assert problem.X.shape == (1000, 100)
-    assert torch.equal(builtin.noisy_quadratic().model.Q, problem.model.Q)  # fixed problem seed
-    # The loss is 0.5 (θ-x)ᵀQ(θ-x) per sample, θ starting at ones.
-    x = problem.X[:2]
-    d = torch.ones(100) - x
-    expected = 0.5 * torch.einsum("bi,ij,bj->b", d, problem.model.Q, d)
-    torch.testing.assert_close(problem.model(x), expected)
-
-
 def test_rosenbrock_starts_where_deepobs_does():
     problem = builtin.rosenbrock()
     assert problem.model.x.tolist() == [-0.5, 1.5]

@@ -32,8 +32,11 @@ from sgdbench.executors import (
     Results,
     available_cores,
     failed_unit,
+    lifeline,
     split_threads,
 )
+
+STOP_POLL_S = 0.25  # how often the driver looks at its stop flag while every worker is busy
 
 
 def visible_gpus() -> list[str]:
@@ -59,8 +62,10 @@ def gpu_per_worker(workers: int, gpus: list[str], devices: Iterable[str]) -> lis
     return [gpus[i % len(gpus)] for i in range(workers)]
 
 
-def _init_worker(threads: int, gpu_queue: Any) -> None:
+def _init_worker(threads: int, gpu_queue: Any, driver_pid: int) -> None:
     """Runs once in each new worker, before it imports torch."""
+    # A driver killed with SIGKILL cannot stop us: exit by ourselves when it is gone.
+    lifeline.die_with_driver(driver_pid)
     # Ctrl-C is the driver's to handle: it stops the workers and keeps the finished runs.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if gpu_queue is not None:
@@ -82,7 +87,10 @@ class _Pool:
             for gpu in gpus:
                 queue.put(gpu)
         self.executor = ProcessPoolExecutor(
-            max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(threads, queue)
+            max_workers=workers,
+            mp_context=ctx,
+            initializer=_init_worker,
+            initargs=(threads, queue, os.getpid()),
         )
 
     def submit(self, unit: Unit) -> Future[list[Any]]:
@@ -158,7 +166,10 @@ def run_process_pool(
                 pool = _Pool(workers, threads, gpus)
             broken = not _dispatch(pool, todo, retry_alone, in_flight, workers)
             activity.running = sum(len(u) for u in in_flight.values())
-            done = wait(in_flight, return_when=FIRST_COMPLETED)[0] if not broken else set()
+            # Bounded, so that a stop request (Ctrl-C, SIGTERM) is seen while long runs train.
+            done = set()
+            if not broken:
+                done = wait(in_flight, timeout=STOP_POLL_S, return_when=FIRST_COMPLETED)[0]
             for future in done:
                 unit = in_flight.pop(future)
                 try:
@@ -196,7 +207,8 @@ def run_process_pool(
                     )
             if should_stop is not None and should_stop():
                 break
-        finished = True
+        # Stopped early (Ctrl-C, SIGTERM, --fail-fast): runs in flight are abandoned, not awaited.
+        finished = not in_flight
     finally:
         activity.running = 0
         if pool is not None:

@@ -24,6 +24,8 @@ class Problem:
     - ``X_val``/``y_val``: optional held-out data; classification problems get accuracy on it.
     - ``params``: what the optimizer updates; ``None`` means ``model.parameters()``. Plug-ins
       rarely need it; sgdbench checks that these are the parameters that receive gradients.
+    - ``drop_last``: an epoch ends before its last, short batch (as a DataLoader with
+      ``drop_last=True``): ``n_samples // batch_size`` steps per epoch instead of rounding up.
     """
 
     model: nn.Module
@@ -34,6 +36,7 @@ class Problem:
     y_val: Tensor | None = None
     task: Task = "regression"
     params: Iterable[nn.Parameter] | None = None
+    drop_last: bool = False
 
     def __post_init__(self) -> None:
         if self.task not in ("regression", "classification", "function"):

@@ -130,46 +130,13 @@ def rosenbrock(a: float = 1.0, b: float = 100.0) -> Problem:
     return Problem(FunctionModel(torch.tensor([-0.5, 1.5]), f), identity_loss, task="function")
 
 
-class NoisyQuadraticModel(nn.Module):
-    """Per-sample loss 0.5 (θ - x)ᵀ Q (θ - x); θ starts at ones as in DeepOBS."""
-
-    def __init__(self, Q: Tensor) -> None:
-        super().__init__()
-        self.theta = nn.Parameter(torch.ones(Q.shape[0]))
-        self.register_buffer("Q", Q)
-
-    def forward(self, x: Tensor | None) -> Tensor:
-        assert x is not None
-        d = self.theta - x
-        return 0.5 * ((d @ self.Q) * d).sum(dim=1)
-
-
 def mean_loss(out: Tensor, y: Tensor | None) -> Tensor:
     return out.mean()
 
 
-def noisy_quadratic(
-    dim: int = 100, n_samples: int = 1000, noise: float = 1.0, seed: int = 42
-) -> Problem:
-    g = _generator(seed)
-    n_large = max(1, dim // 10)
-    eigenvalues = torch.cat(
-        [torch.rand(dim - n_large, generator=g), 30.0 + 30.0 * torch.rand(n_large, generator=g)]
-    )
-    # A random rotation (QR of a Gaussian matrix) so the curvature is not axis-aligned.
-    R, _ = torch.linalg.qr(torch.randn(dim, dim, generator=g, dtype=torch.float64))
-    Q = (R.T @ torch.diag(eigenvalues.double()) @ R).float()
-    X = noise * torch.randn(n_samples, dim, generator=g)
-    return Problem(NoisyQuadraticModel(Q), mean_loss, X, None, task="regression")
-
-
-def digits(
-    classes: list[int] | None = None,
-    model: str = "linear",
-    hidden: list[int] | None = None,
-    val_fraction: float = 0.2,
-    seed: int = 0,
-) -> Problem:
+def digits_data(classes: list[int] | None = None) -> tuple[Tensor, Tensor]:
+    """scikit-learn's bundled 8x8 digits as ``X [n, 64]`` in [0, 1] and labels ``0..k-1``
+    (``classes`` keeps only those digits, relabelled in sorted order)."""
     from sklearn.datasets import load_digits  # ships with scikit-learn: no download
 
     data = load_digits()
@@ -182,6 +149,17 @@ def digits(
         X, y = X[keep], y[keep]
         remap = {c: i for i, c in enumerate(sorted(set(classes)))}
         y = torch.tensor([remap[int(c)] for c in y], dtype=torch.long)
+    return X, y
+
+
+def digits(
+    classes: list[int] | None = None,
+    model: str = "linear",
+    hidden: list[int] | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+) -> Problem:
+    X, y = digits_data(classes)
     n_classes = int(y.max()) + 1
     X, y, X_val, y_val = split(X, y, val_fraction, seed)
     net = mlp(X.shape[1], (hidden or [64]) if model == "mlp" else [], n_classes)

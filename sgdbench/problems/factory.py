@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from sgdbench.problems import plugin
 from sgdbench.problems.base import Problem
 from sgdbench.problems.registry import builder_for
 
@@ -20,14 +20,21 @@ def build_problem(
     """Build ``name`` with ``kwargs``; model initialisation draws from ``init_seed`` only.
 
     The global RNG is forked, so building leaves no trace on other runs and no other run's
-    state leaks into this one. ``search_path`` (the grid's folder) is where plug-ins are found.
+    state leaks into this one. ``search_path`` (the grid's folder) is where a plug-in's module
+    may also live; it is never put on ``sys.path``.
+
+    A plug-in that exits (``sys.exit()``, or any ``BaseException`` but Ctrl-C) while loading or
+    building raises ``PluginError`` instead: the grid reports it, a run records it as failed.
     """
-    if search_path and search_path not in sys.path:
-        sys.path.insert(0, search_path)
-    builder = builder_for(name)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(init_seed)
-        problem = builder(**kwargs)
+    try:
+        builder = builder_for(name, search_path)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed)
+            problem = builder(**kwargs)
+    except (Exception, KeyboardInterrupt):
+        raise
+    except BaseException as e:
+        raise plugin.PluginError(f"{plugin.exit_message(e)} while loading or building") from e
     if not isinstance(problem, Problem):
         raise TypeError(f"{name} returned {type(problem).__name__}, not an sgdbench.Problem")
     return problem

@@ -92,6 +92,9 @@ MAX_SAMPLES = 100_000_000
 MAX_FEATURES = 1_000_000
 MAX_DIM = 100_000_000
 MAX_DENSE_DIM = 10_000  # noisy_quadratic builds a dense dim x dim matrix
+_DROP_LAST = _p(
+    "drop_last", "bool", True, "skip each epoch's last, short batch (as DeepOBS's data loaders)"
+)
 
 PROBLEMS: dict[str, ProblemInfo] = {
     p.name: p
@@ -173,7 +176,8 @@ PROBLEMS: dict[str, ProblemInfo] = {
         ),
         ProblemInfo(
             "noisy_quadratic",
-            "DeepOBS quadratic_deep: 0.5 (θ-x)ᵀQ(θ-x), 90 eigenvalues in U(0,1), 10 in U(30,60)",
+            "DeepOBS quadratic_deep: 0.5 (θ-x)ᵀQ(θ-x), 90 eigenvalues in U(0,1), 10 in U(30,60), "
+            "Haar rotation; validation = DeepOBS's test set",
             (
                 _p(
                     "dim",
@@ -193,17 +197,113 @@ PROBLEMS: dict[str, ProblemInfo] = {
                     maximum=MAX_SAMPLES,
                     size=True,
                 ),
-                _p("noise", "float", 1.0, "standard deviation of the samples x", minimum=0.0),
+                _p(
+                    "n_test",
+                    "int",
+                    1000,
+                    "size of the test set (the validation slot)",
+                    minimum=0,
+                    maximum=MAX_SAMPLES,
+                    size=True,
+                ),
+                _p("noise", "float", 0.6, "standard deviation of the samples x", minimum=0.0),
+                _DROP_LAST,
                 _p(
                     "seed",
                     "int",
                     42,
-                    "seed of Q and of the samples, independent of the run seed",
+                    "seed of Q and of the samples (test: seed + 1), independent of the run seed",
                     minimum=0,
                     maximum=MAX_SEED,
                 ),
             ),
-            "sgdbench.problems.builtin:noisy_quadratic",
+            "sgdbench.problems.deepobs:noisy_quadratic",
+        ),
+        ProblemInfo(
+            "two_d_rosenbrock",
+            "DeepOBS two_d_rosenbrock: rosenbrock plus u·x + v·y noise per sample; "
+            "validation = the noise-free value",
+            (
+                _p(
+                    "n_samples",
+                    "int",
+                    10000,
+                    "number of noise pairs (x, y)",
+                    minimum=1,
+                    maximum=MAX_SAMPLES,
+                    size=True,
+                ),
+                _p("noise", "float", 1.0, "standard deviation of x and y", minimum=0.0),
+                _DROP_LAST,
+                _p(
+                    "seed",
+                    "int",
+                    42,
+                    "seed of the noise, independent of the run seed",
+                    minimum=0,
+                    maximum=MAX_SEED,
+                ),
+            ),
+            "sgdbench.problems.deepobs:two_d_rosenbrock",
+        ),
+        ProblemInfo(
+            "digits_cnn",
+            "two-layer CNN on scikit-learn's bundled 8x8 digits, softmax classification",
+            (
+                _p(
+                    "classes",
+                    "int_list",
+                    None,
+                    "keep only these digits, e.g. [3, 7]",
+                    minimum=0,
+                    maximum=9,
+                ),
+                _p(
+                    "channels",
+                    "int",
+                    8,
+                    "channels of the first conv layer (2x in the second)",
+                    minimum=1,
+                ),
+                _VAL,
+                _DATA_SEED,
+            ),
+            "sgdbench.problems.convnet:digits_cnn",
+        ),
+        ProblemInfo(
+            "grammar_transformer",
+            "one-block transformer, next token of a seeded random 2nd-order Markov grammar",
+            (
+                _p(
+                    "n_samples",
+                    "int",
+                    2000,
+                    "number of sequences",
+                    minimum=2,
+                    maximum=MAX_SAMPLES,
+                    size=True,
+                ),
+                _p("vocab", "int", 8, "number of distinct tokens", minimum=2),
+                _p(
+                    "context",
+                    "int",
+                    8,
+                    "tokens the model sees before the one it predicts",
+                    minimum=2,
+                ),
+                _p(
+                    "concentration",
+                    "float",
+                    0.1,
+                    "Dirichlet concentration of the grammar's rules (small: near-deterministic)",
+                    minimum=1e-3,
+                ),
+                _p("width", "int", 16, "model width", minimum=1),
+                _p("heads", "int", 2, "attention heads (must divide width)", minimum=1),
+                _VAL,
+                _DATA_SEED,
+            ),
+            "sgdbench.problems.sequence:grammar_transformer",
         ),
         ProblemInfo(
             "digits",
@@ -368,15 +468,13 @@ def size_param(name: str, kwargs: dict[str, Any]) -> str | None:
     return max(sizes, key=sizes.__getitem__) if sizes else None
 
 
-def builder_for(name: str) -> Callable[..., Any]:
-    """The callable that builds problem ``name`` (a plug-in is imported here, and only here)."""
+def builder_for(name: str, search_path: str | None = None) -> Callable[..., Any]:
+    """The callable that builds problem ``name``. A plug-in is imported here, and only here:
+    installed, or from ``search_path`` (the grid's folder) by file location (``plugin``)."""
     if is_plugin(name):
-        module_name, _, func_name = name.partition(":")
-        module = importlib.import_module(module_name)
-        try:
-            return getattr(module, func_name)
-        except AttributeError:
-            raise ImportError(f"module {module_name!r} has no function {func_name!r}") from None
+        from sgdbench.problems import plugin
+
+        return plugin.builder(name, search_path)
     return PROBLEMS[name].build_fn()
 
 
