@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import shutil
 from pathlib import Path
@@ -96,12 +95,7 @@ def test_larger_batches_trade_steps_for_samples(tmp_path):
     median = runs.groupby("batch_size")[["steps_to_target", "samples_to_target"]].median()
     order = median.sort_index()  # batch sizes 1, 8, 64, 1000 (full)
     assert order["steps_to_target"].is_monotonic_decreasing
-    # Counted exactly, batch 1 and 8 need about the same samples (295 and 292 at the
-    # medians: below the critical batch size a larger batch buys proportionally fewer steps);
-    # past it every larger batch needs more samples.
-    samples = order["samples_to_target"].to_numpy()
-    assert all(b >= 0.9 * a for a, b in itertools.pairwise(samples))
-    assert samples[-1] > 10 * samples[0]
+    assert order["samples_to_target"].is_monotonic_increasing
     assert order["steps_to_target"].iloc[0] > 10 * order["steps_to_target"].iloc[-1]
 
 
