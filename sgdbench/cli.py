@@ -374,7 +374,11 @@ def report(
         typer.Option(help="sort by this column (-COL: descending), e.g. steps_to_target"),
     ] = None,
     target_loss: Annotated[
-        float | None, typer.Option(help="recompute time to target for this loss, from the evals")
+        float | None,
+        typer.Option(
+            help="recompute steps/time to target for this loss, exact to the step (retrains "
+            "runs that crossed it between evaluations: their training time again)"
+        ),
     ] = None,
     all_versions: Annotated[
         bool,

@@ -74,6 +74,22 @@ def target_metrics(
     return out
 
 
+def exact_target_metrics(
+    spec: RunSpec, steps_to_target: int | None, time_s: np.ndarray
+) -> dict[str, Any]:
+    """Steps, samples and training seconds to target from the engine's exact step (the first
+    step t whose full-data loss after t updates is <= the target): samples are those of the
+    first t steps, the time is the training clock after step t (``time_s[t - 1]``), 0 for t=0."""
+    if steps_to_target is None:
+        return dict.fromkeys(("steps_to_target", "samples_to_target", "time_to_target_s"))
+    t = int(steps_to_target)
+    return {
+        "steps_to_target": t,
+        "samples_to_target": int(samples_after(spec, t)),
+        "time_to_target_s": float(time_s[t - 1]) if t > 0 else 0.0,
+    }
+
+
 def _finite_min(values: list[float]) -> float:
     finite = [v for v in values if math.isfinite(v)]
     return min(finite) if finite else math.nan
@@ -144,7 +160,7 @@ def summarize(spec: RunSpec, traj: Trajectory) -> dict[str, Any]:
         "best_loss": _finite_min(train_losses),
         "final_val_loss": ev["val_loss"][-1] if ev["val_loss"] else math.nan,
         "final_val_accuracy": ev["val_accuracy"][-1] if ev["val_accuracy"] else math.nan,
-        **target_metrics(spec, ev["step"], ev["time_s"], train_losses, spec.target_loss),
+        **exact_target_metrics(spec, traj.steps_to_target, traj.time_s),
         **throughput(spec, traj),
         "train_time_s": traj.train_time_s,
         "warmup_s": traj.warmup_s,

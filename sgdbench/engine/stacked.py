@@ -26,6 +26,7 @@ stalled, out of time) counts as +inf for its configuration from then on.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +37,7 @@ from torch import Tensor
 from sgdbench import schedules, stacked_optim
 from sgdbench.engine.checks import STALL_MESSAGE, Verdict
 from sgdbench.engine.context import StopRequested, WindowClock, run_info, train_unit
+from sgdbench.engine.crossing import TargetSearch
 from sgdbench.engine.stacking import StackedBatches, StackedModel
 from sgdbench.engine.state import RunState
 from sgdbench.engine.trajectory import Trajectory
@@ -46,16 +48,20 @@ from sgdbench.spec import RunSpec
 
 
 def run_group(
-    specs: list[RunSpec], should_stop: Callable[[], bool] | None = None
+    specs: list[RunSpec],
+    should_stop: Callable[[], bool] | None = None,
+    target_loss: float | None = None,
 ) -> list[Trajectory]:
     """Train ``specs`` (one group: equal ``group_id``) as one stacked model; one trajectory per
     spec, in order. Never raises for a problem of the runs themselves: an exception makes every
-    member ``failed`` with its message and traceback."""
+    member ``failed`` with its message and traceback. ``target_loss``: the loss whose exact
+    step the trajectories report (default: the specs'); it never changes the training."""
     if len({s.group_id for s in specs}) != 1:
         raise ValueError("run_group: the specs are not one group (their group_id differ)")
 
     def train(device: torch.device, trajs: list[Trajectory]) -> None:
-        _train_group(specs, device, trajs, should_stop)
+        target = specs[0].target_loss if target_loss is None else target_loss
+        _train_group(specs, device, trajs, should_stop, target)
 
     return train_unit(specs, train, "group or batch_size")
 
@@ -76,11 +82,55 @@ def _build(specs: list[RunSpec], device: torch.device) -> tuple[Any, StackedMode
     return template, StackedModel(template, [built[s.seed] for s in specs], device)
 
 
+class StackedReplay:
+    """``crossing.Replayable`` for a stack: a step exactly as the window loop takes it. The
+    rows do not change between a snapshot and its replay (a change of rows comes with an
+    evaluation of every row, after which the search takes a new snapshot)."""
+
+    def __init__(
+        self,
+        model: StackedModel,
+        optimizer: stacked_optim.StackedOptimizer,
+        batches: StackedBatches,
+        factor: Callable[[np.ndarray], np.ndarray] | None,
+    ) -> None:
+        self.model, self.optimizer, self.batches, self.factor = model, optimizer, batches, factor
+
+    def snapshot(self) -> tuple[Tensor, Any, int]:
+        state = self.optimizer.state
+        copies = {
+            f.name: v.clone()
+            for f in dataclasses.fields(state)
+            if (v := getattr(state, f.name)) is not None
+        }
+        return self.model.flat.clone(), copies, self.optimizer.steps_done
+
+    def restore(self, snapshot: tuple[Tensor, Any, int]) -> None:
+        flat, state, steps_done = snapshot
+        self.model.flat.copy_(flat)  # in place: the leaves and the optimizer view this tensor
+        self.optimizer.state = dataclasses.replace(self.optimizer.state, **state)
+        self.optimizer.steps_done = steps_done
+
+    def replay_step(self, step: int) -> np.ndarray:
+        lr_factors = None if self.factor is None else self.factor(np.arange(step, step + 1))
+        (scalars,) = self.optimizer.window_scalars(1, lr_factors)
+        loss, grad = self.model.loss_and_gradient(*self.batches(step))
+        self.optimizer.step(grad, scalars)
+        return loss.float().cpu().numpy()
+
+    def train_losses(self, rows: list[int]) -> np.ndarray:
+        if len(rows) == self.model.members:
+            return self.model.evaluate()["train_loss"]
+        index = torch.tensor(rows, device=self.model.flat.device)
+        return self.model.members_at(index).evaluate()["train_loss"]
+
+
 def _train_group(
     specs: list[RunSpec],
     device: torch.device,
     trajs: list[Trajectory],
     should_stop: Callable[[], bool] | None,
+    target: float | None,
 ) -> None:
     spec0 = specs[0]
     problem, model = _build(specs, device)
@@ -110,7 +160,11 @@ def _train_group(
     batches = StackedBatches(problem, specs, device)
     stack = [RunState(s, t.evals) for s, t in zip(specs, trajs, strict=True)]  # row -> member
     members = list(range(len(specs)))  # row -> spec index
-    _record_evals(stack, model.evaluate(), range(len(stack)))
+    search = TargetSearch(StackedReplay(model, optimizer, batches, factor), target)
+    initial = model.evaluate()
+    _record_evals(stack, initial, range(len(stack)))
+    search.after_evaluation(stack, initial["train_loss"])
+    search.mark(stack)
     before = model.flat.clone()
     clock = WindowClock(device)
     group_clock = 0.0
@@ -144,7 +198,9 @@ def _train_group(
             flat = model.flat.detach().double().cpu()
             for r, state in enumerate(stack):
                 state.record_parameters(flat[r])
-        _decide(stack, model, rung=pruner is not None and step in pruner.rungs)
+        evaluated = _decide(stack, model, rung=pruner is not None and step in pruner.rungs)
+        if evaluated is not None:  # every row's loss is known here: the exact step, if crossed
+            search.after_evaluation(stack, evaluated["train_loss"])
         if pruner is not None:
             _halve(pruner, stack, members)
         for state, m in zip(stack, members, strict=True):
@@ -161,18 +217,23 @@ def _train_group(
             optimizer.select(keep_idx, model.flat)
             batches.select(keep)
             stack, members = [stack[r] for r in keep], [members[r] for r in keep]
+        if evaluated is not None:
+            search.mark(stack)
         if should_stop is not None and should_stop():
             raise StopRequested
     for t in trajs:
         t.info["group_train_time_s"] = group_clock
 
 
-def _decide(stack: list[RunState], model: StackedModel, rung: bool = False) -> None:
+def _decide(
+    stack: list[RunState], model: StackedModel, rung: bool = False
+) -> dict[str, np.ndarray] | None:
     """The eager engine's checks, member by member and in its order, at a window end: stalled
     (already known), diverged, evaluation (early stopping, target), out of time; a member that
     ends here is evaluated here, and everyone is at an evaluation step, a halving ``rung`` or
     the run's end. A rung's evaluation only feeds the pruning: the checks that would stop the
-    same run on its own look at its evaluation steps alone."""
+    same run on its own look at its evaluation steps alone. Returns the evaluation of every row
+    when there was one (always when a row ends here)."""
     for state in stack:
         state.verdict = state.verdict or state.check_losses()
     first = stack[0]  # the members share the step and the clock
@@ -182,14 +243,16 @@ def _decide(stack: list[RunState], model: StackedModel, rung: bool = False) -> N
         r for r, state in enumerate(stack) if eval_step or last or rung or state.verdict is not None
     ]
     if not rows:
-        return
-    results = _record_evals(stack, model.evaluate(), rows)
+        return None
+    evaluated = model.evaluate()
+    results = _record_evals(stack, evaluated, rows)
     for r, result in zip(rows, results, strict=True):
         state = stack[r]
         if state.verdict is None and eval_step:
             state.verdict = state.check_evaluation(result)
         if state.verdict is None and last:  # done all its steps, or out of time
             state.verdict = state.check_clock() or Verdict("ok")
+    return evaluated
 
 
 def _record_evals(

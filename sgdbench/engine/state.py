@@ -42,6 +42,7 @@ class RunState:
     timed_windows: list[tuple[int, int, float, float]] = field(default_factory=list)
     patience: checks.Patience = field(default_factory=checks.Patience)
     verdict: Verdict | None = None
+    target_step: int | None = None  # exact step to target, once found (``crossing``)
     losses: np.ndarray = field(init=False)
     times: np.ndarray = field(init=False)
 
@@ -123,6 +124,7 @@ class RunState:
             "evals": {k: list(v) for k, v in self.evals.items()},
             "tail": list(self.tail),
             "windows": torch.tensor(self.timed_windows, dtype=torch.float64).reshape(-1, 4),
+            "target_step": self.target_step,
         }
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
@@ -137,6 +139,7 @@ class RunState:
         self.tail = list(saved["tail"])
         saved_windows = saved.get("windows", torch.empty(0, 4)).tolist()
         self.timed_windows = [(int(a), int(n), float(t), float(c)) for a, n, t, c in saved_windows]
+        self.target_step = saved.get("target_step")
         self.checked = self.step
         self.patience = checks.Patience()
         for value in self.evals["val_loss"][1:]:  # the count replayed (the first is step 0's)
@@ -155,4 +158,5 @@ class RunState:
         traj.window_s = timed[:, 2]
         traj.window_cpu_s = timed[:, 3]
         traj.window_repeat = np.zeros(len(timed), dtype=np.int64)
+        traj.steps_to_target = self.target_step
         traj.info["update_cosine"] = checks.update_cosine(self.tail)

@@ -32,6 +32,7 @@ class Trajectory:
     train_time_s: float = 0.0
     warmup_steps: int = 0
     warmup_s: float = 0.0
+    steps_to_target: int | None = None  # exact first step at or below the target (crossing.py)
     wall_time_s: float = 0.0
     # The steady-state windows the clock timed (after the warm-up), of every repeat: first
     # step, steps, training and CPU seconds of each, and which repeat (0-based) it belongs to.

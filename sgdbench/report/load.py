@@ -195,5 +195,8 @@ def recompute_targets(results: Path, runs: pd.DataFrame, target_loss: float) -> 
     runs["verdict"], runs["verdict_detail"] = out.pop("verdict"), out.pop("verdict_detail")
     for c in TARGET_COLUMNS:
         runs[c] = pd.to_numeric(pd.Series(out[c], index=runs.index, dtype="object"))
+    from sgdbench.targets import exact_targets  # exact to the step: may rerun runs (see there)
+
+    runs[list(TARGET_COLUMNS)] = exact_targets(results, runs, target_loss)
     runs["target_loss"] = float(target_loss)
     return runs
