@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 GRID   ?= experiments/quickstart.toml
 
-.PHONY: help install run test test-fast lint bench bench-compare bench-gate bench-ratios experiments clean
+.PHONY: help install run test test-fast lint bench bench-compare bench-gate bench-ratios experiments suite clean
 
 help:
 	@echo "make run            set up, run $(GRID), print its report"
@@ -17,6 +17,7 @@ help:
 	@echo "make bench-gate     CI gate: engine vs plain loops in one session, exit 1 if it falls behind"
 	@echo "make bench-ratios   engine vs plain training loops, hyperfine-style table + markdown"
 	@echo "make experiments    run every grid in experiments/ and write reports and plots"
+	@echo "make suite          run $(SUITE) (8 problems x 7 optimizers), print its cross-problem report"
 
 install: $(STAMP)
 
@@ -30,10 +31,11 @@ run: install
 	$(BIN)/sgdbench run $(GRID)
 	$(BIN)/sgdbench report results/$$(basename $(GRID) .toml)
 
-# A grid with one learning rate has no lr plot: `sgdbench plot --kind lr` says so (exit 2).
+# Suites (suite_*.toml) run with `make suite`. A grid with one learning rate has no lr plot: `sgdbench plot --kind lr` says so (exit 2).
 experiments: install
 	@for grid in experiments/*.toml; do \
 		name=$$(basename $$grid .toml); out=results/$$name; \
+		case $$name in suite_*) continue;; esac; \
 		echo "== $$name"; \
 		$(BIN)/sgdbench run $$grid -q || exit $$?; \
 		$(BIN)/sgdbench report $$out --format markdown > $$out/report.md || exit $$?; \
@@ -44,6 +46,17 @@ experiments: install
 		done; \
 		cat $$out/report.md; \
 	done
+
+# A suite: every problem into results/<suite>/<problem>/, then the cross-problem report and plots.
+SUITE ?= experiments/suite_standard.toml
+suite: install
+	@name=$$(basename $(SUITE) .toml); out=results/$$name; \
+	$(BIN)/sgdbench run $(SUITE) -q || exit $$?; \
+	$(BIN)/sgdbench report $$out --format markdown > $$out/report.md || exit $$?; \
+	for kind in profile tuneability; do \
+		$(BIN)/sgdbench plot $$out --kind $$kind --out $$out/$$kind.png || exit $$?; \
+	done; \
+	cat $$out/report.md
 
 test: install
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider

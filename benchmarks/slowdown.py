@@ -89,6 +89,13 @@ def regression(slowdown: float = 1.0, **kwargs) -> Problem:
     return problem
 
 
+def regression_from_env(**kwargs) -> Problem:
+    """``regression(**kwargs)`` slowed by ``SGDBENCH_BENCH_SLOWDOWN`` (1.0 when unset): the
+    same grid, and so the same run ids and configurations, runs slower or not, which is what
+    ``sgdbench compare`` must tell apart from noise (``benchmarks/compare_trials.py``)."""
+    return regression(slowdown=factor_from_env(), **kwargs)
+
+
 def slowed_spec(spec: RunSpec, factor: float) -> RunSpec:
     """``spec`` on the slowed plug-in: same data, initialisation and optimizer, slower steps."""
     kwargs = {**spec.problem_kwargs, "slowdown": factor}

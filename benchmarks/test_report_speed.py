@@ -161,6 +161,8 @@ def test_report_json_best(benchmark, big_results: Path) -> None:
 
 
 def test_report_target_loss(benchmark, big_results: Path) -> None:
-    """--target-loss reads the evaluations (100 per run) and recomputes every run."""
-    text = benchmark(report.render, big_results, fmt="csv", target_loss=0.1)
+    """--target-loss reads the evaluations (100 per run) and recomputes every run. The target
+    is below every run's floor (0.01): a run that crosses it between two evaluations would be
+    retrained for its exact step, a cost ``test_exact_target_cost.py`` measures."""
+    text = benchmark(report.render, big_results, fmt="csv", target_loss=0.005)
     assert text.count("\n") == 41

@@ -24,6 +24,15 @@ from sgdbench.limits import FLOAT32_MAX, MAX_NAME_LENGTH, MAX_RUNS, MAX_SEED, MA
 from sgdbench.schema_errors import describe, keyed
 
 STRICT = ConfigDict(extra="forbid", strict=True)
+# [grid] values drawn by [search] (sgdbench.search parses them and draws the trials; the plan
+# validates the drawn values as it validates a list).
+DISTRIBUTIONS = ("loguniform", "uniform", "choice")
+
+
+def is_distribution(value: Any) -> bool:
+    """A ``[grid]`` value that is one of the distribution tables."""
+    return isinstance(value, dict) and len(value) == 1 and next(iter(value)) in DISTRIBUTIONS
+
 
 # ---------------------------------------------------------------------------------------------
 # value types: a constraint pydantic knows becomes JSON Schema; the rest are small checks
@@ -205,6 +214,8 @@ def axis_values(raw: Any, check: Callable[[Any], Any], one_value: bool = False) 
         except ValueError as e:
             raise keyed(where, str(e)) from None
 
+    if is_distribution(raw):
+        return [(raw, "")]  # drawn later ([search]); the drawn values are checked then
     if isinstance(raw, dict) and any(kind in raw for kind in RANGES):
         kind = next(kind for kind in RANGES if kind in raw)
         try:

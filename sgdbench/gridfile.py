@@ -13,12 +13,13 @@ from sgdbench.limits import MAX_DEPTH
 from sgdbench.schema import GridFile, SchemaError, validate
 
 
-def read(path: str | Path) -> tuple[str, dict[str, Any]]:
-    """The text of the grid file at ``path`` and its parsed TOML."""
+def read(path: str | Path, text: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The text of the grid file at ``path`` and its parsed TOML. ``text``: the grid's TOML
+    when it is not read from ``path`` (a suite member); ``path`` still names it in errors."""
     file, path = str(path), Path(path)
     try:
         # utf-8-sig: Windows editors start files with a byte-order mark, which TOML rejects.
-        text = path.read_text(encoding="utf-8-sig")
+        text = path.read_text(encoding="utf-8-sig") if text is None else text
     except FileNotFoundError:
         raise GridError(file, None, "no such file") from None
     except IsADirectoryError:
@@ -39,9 +40,9 @@ def read(path: str | Path) -> tuple[str, dict[str, Any]]:
     return text, data
 
 
-def load(path: str | Path) -> tuple[str, dict[str, Any], GridFile]:
+def load(path: str | Path, text: str | None = None) -> tuple[str, dict[str, Any], GridFile]:
     """Read and validate the grid file at ``path``: its text, its TOML and its ``GridFile``."""
-    text, data = read(path)
+    text, data = read(path, text)
     # Absent sections are empty tables, so that their required keys are what the error names.
     for section in ("problem", "train", "grid"):
         data.setdefault(section, {})

@@ -27,18 +27,7 @@ PLOTS = (
     ("speed", "step", "Speed to target"),
 )
 # Header of report.display_rows(wide=True) -> the summary column whose number sorts it.
-SORT_COLUMNS = {
-    "runs": "runs",
-    "final loss [IQR]": "final_loss_median",
-    "best loss [IQR]": "best_loss_median",
-    "reached": "reached",
-    "steps→target": "steps_to_target_median",
-    "samples→target": "samples_to_target_median",
-    "time→target": "time_to_target_s_median",
-    "steps/s": "steps_per_s_median",
-    "samples/s": "samples_per_s_median",
-    "val acc": "final_val_accuracy_median",
-}
+SORT_COLUMNS = report.SORT_BY
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px;

@@ -16,4 +16,5 @@ MAX_RUNS = 100_000
 MAX_STEPS = 100_000_000  # every step is a row of steps/ and a slot of the in-memory loss buffer
 MAX_SECONDS = 10_000_000.0  # about 116 days
 MAX_THREADS = 1024
+MAX_REPEAT = 1000  # [train] repeat: trainings of each run
 MAX_DEPTH = 16  # nesting of tables and arrays: no valid grid needs more than 3

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from sgdbench import diagnose
+from sgdbench import diagnose, timing
 from sgdbench.engine.trajectory import Trajectory
 from sgdbench.spec import RunSpec
 
@@ -74,26 +74,81 @@ def target_metrics(
     return out
 
 
+def exact_target_metrics(
+    spec: RunSpec, steps_to_target: int | None, time_s: np.ndarray
+) -> dict[str, Any]:
+    """Steps, samples and training seconds to target from the engine's exact step (the first
+    step t whose full-data loss after t updates is <= the target): samples are those of the
+    first t steps, the time is the training clock after step t (``time_s[t - 1]``), 0 for t=0."""
+    if steps_to_target is None:
+        return dict.fromkeys(("steps_to_target", "samples_to_target", "time_to_target_s"))
+    t = int(steps_to_target)
+    return {
+        "steps_to_target": t,
+        "samples_to_target": int(samples_after(spec, t)),
+        "time_to_target_s": float(time_s[t - 1]) if t > 0 else 0.0,
+    }
+
+
 def _finite_min(values: list[float]) -> float:
     finite = [v for v in values if math.isfinite(v)]
     return min(finite) if finite else math.nan
+
+
+def window_units(
+    work: np.ndarray | list[float], seconds: np.ndarray | list[float], repeat: Any
+) -> list[timing.Windows]:
+    """The timed windows of one run as bootstrap units: one per repeat."""
+    work, seconds, repeat = np.asarray(work), np.asarray(seconds), np.asarray(repeat)
+    return [timing.Windows.of(work[repeat == r], seconds[repeat == r]) for r in np.unique(repeat)]
+
+
+def pooled_windows(work: Any, seconds: Any, repeat: Any) -> list[timing.Windows]:
+    """The windows of several runs (one list per run, as runs.parquet stores them) as bootstrap
+    units, one per run and repeat; runs without windows (older results) are left out."""
+    units: list[timing.Windows] = []
+    for w, t, r in zip(work, seconds, repeat, strict=True):
+        if w is None or t is None or len(w) == 0:
+            continue
+        units += window_units(w, t, np.zeros(len(w)) if r is None else r)
+    return units
+
+
+def window_samples(spec: RunSpec, start: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Samples consumed by each window (the last batch of an epoch may be short)."""
+    start, steps = np.asarray(start, np.int64), np.asarray(steps, np.int64)
+    return np.asarray(samples_after(spec, start + steps)) - np.asarray(samples_after(spec, start))
+
+
+def throughput(spec: RunSpec, traj: Trajectory) -> dict[str, Any]:
+    """Steps/s and samples/s of the steady state (warm-up excluded): the median over the timed
+    windows of every repeat, with a bootstrap interval (``timing``); plus the windows
+    themselves, which the report and ``compare`` pool over seeds and repeats."""
+    samples = window_samples(spec, traj.window_start, traj.window_steps)
+    out: dict[str, Any] = {}
+    for name, work in (("steps", traj.window_steps), ("samples", samples)):
+        r = timing.rate(window_units(work, traj.window_s, traj.window_repeat))
+        out |= {f"{name}_per_s": r.median, f"{name}_per_s_lo": r.lo, f"{name}_per_s_hi": r.hi}
+    if math.isnan(out["steps_per_s"]) and traj.train_time_s > 0:
+        # Too short to have a steady state (<= the warm-up steps): the plain average, and no
+        # interval, since there is nothing to measure the noise with.
+        out["steps_per_s"] = traj.steps / traj.train_time_s
+        out["samples_per_s"] = float(samples_after(spec, traj.steps)) / traj.train_time_s
+    return {
+        **out,
+        "repeats": traj.repeats,
+        "window_steps": traj.window_steps.tolist(),
+        "window_samples": samples.tolist(),
+        "window_s": traj.window_s.tolist(),
+        "window_cpu_s": traj.window_cpu_s.tolist(),
+        "window_repeat": traj.window_repeat.tolist(),
+    }
 
 
 def summarize(spec: RunSpec, traj: Trajectory) -> dict[str, Any]:
     """The per-run numbers that go into runs.parquet."""
     ev = traj.evals
     steps = traj.steps
-    steady_steps = steps - traj.warmup_steps
-    steady_time = traj.train_time_s - traj.warmup_s
-    if traj.warmup_steps and steady_steps > 0 and steady_time > 0:
-        steps_per_s = steady_steps / steady_time
-        samples = samples_after(spec, steps) - samples_after(spec, traj.warmup_steps)
-        samples_per_s = samples / steady_time
-    elif traj.train_time_s > 0:
-        steps_per_s = steps / traj.train_time_s
-        samples_per_s = samples_after(spec, steps) / traj.train_time_s
-    else:
-        steps_per_s = samples_per_s = math.nan
     train_losses = ev["train_loss"]
     cosine = traj.info.get("update_cosine", math.nan)
     diagnosis = diagnose.verdict(traj.status, ev["step"], train_losses, spec.target_loss, cosine)
@@ -105,9 +160,8 @@ def summarize(spec: RunSpec, traj: Trajectory) -> dict[str, Any]:
         "best_loss": _finite_min(train_losses),
         "final_val_loss": ev["val_loss"][-1] if ev["val_loss"] else math.nan,
         "final_val_accuracy": ev["val_accuracy"][-1] if ev["val_accuracy"] else math.nan,
-        **target_metrics(spec, ev["step"], ev["time_s"], train_losses, spec.target_loss),
-        "steps_per_s": float(steps_per_s),
-        "samples_per_s": float(samples_per_s),
+        **exact_target_metrics(spec, traj.steps_to_target, traj.time_s),
+        **throughput(spec, traj),
         "train_time_s": traj.train_time_s,
         "warmup_s": traj.warmup_s,
         "warmup_steps": traj.warmup_steps,

@@ -12,17 +12,16 @@ from typing import Any
 
 import torch
 
-# Keywords sgdbench sets itself (params, lr) or through ``train.optimizer_impl``.
-RESERVED = ("params", "lr", "foreach", "fused", "capturable", "differentiable")
-IMPLS = ("auto", "fused", "foreach", "forloop")
-# Classes that cannot run in sgdbench's loop, and why.
-UNSUPPORTED = {"SparseAdam": "needs sparse gradients, which no sgdbench problem produces"}
-CLOSURE_OPTIMIZERS = ("LBFGS",)  # step(closure) re-evaluates the loss
+from sgdbench.lazy_dynamo import defer_dynamo_import
+from sgdbench.optimizer_catalog import BUILTIN_PRESETS as BUILTIN_PRESETS  # re-exported
+from sgdbench.optimizer_catalog import RESERVED as RESERVED
+from sgdbench.optimizer_catalog import UNSUPPORTED as UNSUPPORTED
 
-BUILTIN_PRESETS: dict[str, dict[str, Any]] = {
-    "momentum": {"type": "SGD", "momentum": 0.9},
-    "nesterov": {"type": "SGD", "momentum": 0.9, "nesterov": True},
-}
+# Nothing in sgdbench compiles: building an optimizer must not import torch._dynamo (1.5 s).
+defer_dynamo_import()
+
+IMPLS = ("auto", "fused", "foreach", "forloop")
+CLOSURE_OPTIMIZERS = ("LBFGS",)  # step(closure) re-evaluates the loss
 
 
 @functools.cache

@@ -18,13 +18,14 @@ from sgdbench import SCHEMA_VERSION, gridfile, schedules, stacked_optim
 from sgdbench import expand as ex
 from sgdbench import optimizers as opt
 from sgdbench import presets as pre
+from sgdbench import search as search_mod
 from sgdbench.engine.stacking import problem_reason
 from sgdbench.errors import GridError, KeyedError
 from sgdbench.grid_values import ScheduleTable
 from sgdbench.limits import MAX_STEPS
 from sgdbench.problems.factory import build_problem, parameter_count
 from sgdbench.problems.registry import is_function_problem, is_plugin, resolve_params, size_param
-from sgdbench.schema import SchemaError, Train
+from sgdbench.schema import GridAxes, SchemaError, Train, validate
 from sgdbench.spec import ENGINE_CHOICES, Grid, RunSpec, digest
 
 __all__ = ["Grid", "group_id", "load_grid"]
@@ -57,44 +58,92 @@ def group_id(spec: RunSpec) -> str:
     return digest({**d, "schema_version": SCHEMA_VERSION})
 
 
-def load_grid(path: str | Path, *, engine: str | None = None) -> Grid:
+def load_grid(path: str | Path, *, engine: str | None = None, text: str | None = None) -> Grid:
     """Read, validate and expand a grid file. Raises ``GridError`` (exit code 2) on bad input.
 
     ``engine``: "eager", "stacked" (every run that can be stacked; the others run eager, with a
     note saying why) or "auto" (stacked where a run can be stacked and shares its group with at
     least one other run, else eager); None takes the grid's ``[train] engine`` (default eager).
     The choice is made here, per run, and is part of run_id.
+    ``text``: the grid's TOML when it is not read from ``path`` (a suite member, see
+    ``sgdbench.suite``); ``path`` still names it in errors and anchors relative paths.
     """
     if engine is not None and engine not in ENGINE_CHOICES:
         raise ValueError(f"engine must be one of {', '.join(ENGINE_CHOICES)}, got {engine!r}")
     file, path = str(path), Path(path)
-    text, data, model = gridfile.load(path)
+    text, data, model = gridfile.load(path, text)
     try:
         name = model.name or path.stem
         planner = _Planner(file, path.resolve().parent, model.problem, model.train)
         presets = pre.check_presets(model.optimizers)
         known, tuple_keys = pre.grid_keys(), opt.tuple_keywords()
         order = list(ex.flatten_problem_keys(data["grid"]))
-        axes = ex.axes(model.grid, order, known, tuple_keys)
+        search = _check(
+            "", search_mod.plan, data.get("search"), ex.flatten_problem_keys(data["grid"])
+        )
+        axes = ex.axes(_sampled(data, model.grid, search), order, known, tuple_keys)
         excludes = ex.entries("exclude", model.exclude, axes, known)
         includes = ex.entries("include", model.include, axes, known)
         for value, loc in [*axes["optimizer"], *_optimizers(excludes + includes)]:
             _check(loc, pre.resolve_optimizer, value, presets)
-        combos = ex.expand(axes, excludes, includes)
+        # The run-count limit counts trials: the plain grid is checked as it expands, and again
+        # once crossed with the trials, before those runs are built.
+        combos = search.expand(
+            axes,
+            lambda plain: ex.expand(plain, excludes, includes),
+            _trial_count,
+        )
         if not combos:
             raise SchemaError("exclude", "excludes every run: nothing left to run")
         varying = ex.varying(combos)
         runs: dict[str, RunSpec] = {}
         for combo in combos:
             spec = planner.spec(combo, presets, name, varying, engine or model.train.engine)
+            spec = replace(
+                spec,
+                search=search.method,
+                trial=search.trial_of(combo),
+                halving=search.halving_for(spec.steps, spec.steps_per_epoch),
+            )
             runs.setdefault(spec.run_id, spec)  # an include may repeat a combination: run it once
     except SchemaError as e:
         raise GridError(file, e.key, e.message) from None
     specs, notes = list(runs.values()), list[str]()
     if (engine or model.train.engine) != "eager":
         specs, notes = _choose_engines(specs, engine or model.train.engine, file)
+    if search.method == "halving" and any(s.engine != "stacked" for s in specs):
+        raise GridError(
+            file,
+            "search.method",
+            'halving runs on the stacked engine ([train] engine = "stacked" or --engine '
+            "stacked), where pruned members leave the stack and the others go on; "
+            + (notes[0].split(": ", 2)[-1] if notes else "this grid runs eager"),
+        )
     specs = [replace(s, group_id=group_id(s)) for s in specs]
-    return Grid(name=name, path=path, text=text, runs=specs, axes=varying, notes=notes)
+    return Grid(
+        name=name, path=path, text=text, runs=specs, axes=varying, notes=notes, search=search
+    )
+
+
+def _trial_count(count: int) -> None:
+    try:
+        ex.check_run_count(count)
+    except SchemaError as e:
+        raise SchemaError("search.trials", e.message) from None
+
+
+def _sampled(data: dict[str, Any], grid: GridAxes, search: search_mod.SearchPlan) -> GridAxes:
+    """``[grid]`` with each distribution replaced by its drawn values (one per trial), checked
+    like any list of values (an error names ``grid.lr[3]``, the value of trial 3)."""
+    if not search.distributions:
+        return grid
+    raw = dict(data["grid"])
+    for key, values in search.sampled_axes().items():
+        if key.startswith("problem."):
+            raw["problem"] = {**raw.get("problem", {}), key[len("problem.") :]: values}
+        else:
+            raw[key] = values
+    return validate({**data, "grid": raw}).grid
 
 
 def _optimizers(entries: list[ex.Combo]) -> list[tuple[Any, str]]:
@@ -102,11 +151,12 @@ def _optimizers(entries: list[ex.Combo]) -> list[tuple[Any, str]]:
 
 
 def _check(loc: str, fn: Any, *args: Any) -> Any:
-    """``fn(*args)``, its ValueError (or KeyedError, one key deeper) located at ``loc``."""
+    """``fn(*args)``, its ValueError (or KeyedError, one key deeper) located at ``loc``
+    (``loc`` empty: the KeyedError's key is the full location)."""
     try:
         return fn(*args)
     except KeyedError as e:
-        raise SchemaError(f"{loc}.{e.key}", e.message) from None
+        raise SchemaError(f"{loc}.{e.key}" if loc else e.key, e.message) from None
     except ValueError as e:
         raise SchemaError(loc, str(e)) from None
 
@@ -275,6 +325,7 @@ class _Planner:
             checkpoint_every=train.checkpoint_every,
             keep_checkpoints=train.keep_checkpoints,
             save_model=train.save_model,
+            repeat=train.repeat,
             name=name,
             axes={k: combo[k][0] for k in varying if k in combo},
             search_path=str(self.base_dir),

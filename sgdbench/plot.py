@@ -478,15 +478,18 @@ def _lr(ax: Any, runs: pd.DataFrame, table: pd.DataFrame, *, metric: str) -> str
 
     labels = [c for c in table.attrs["labels"] if c not in ("lr", "config_id")]
     lr_of = dict(zip(runs["config_id"], runs["lr"], strict=True))
-    frame = table.copy()
-    frame["lr_value"] = [lr_of[c] for c in frame["config_id"]]
-    run_lrs = sorted(set(frame["lr_value"]))
+    # Configurations successive halving pruned stopped short of the budget: no final loss to
+    # compare, so they are left out (the title counts them) rather than drawn as diverged.
+    run_lrs = sorted({lr_of[c] for c in table["config_id"]})  # pruned ones included
     if len(run_lrs) < 2:
         only = f" (lr={run_lrs[0]:g})" if run_lrs else ""
         raise UsageError(
             f"--kind lr needs two learning rates or more; these runs have one{only}: "
             "give grid.lr several values, or use --kind curves"
         )
+    pruned = table["n_pruned"] == table["runs"]
+    frame = table[~pruned].copy()
+    frame["lr_value"] = [lr_of[c] for c in frame["config_id"]]
     col = f"{metric}_loss"
     finite = frame[[f"{col}_median", f"{col}_q25", f"{col}_q75"]].to_numpy(np.float64)
     finite = finite[np.isfinite(finite) & (finite > 0)]
@@ -589,12 +592,14 @@ def _lr(ax: Any, runs: pd.DataFrame, table: pd.DataFrame, *, metric: str) -> str
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_ylim(floor / 1.5, ceiling * 2 if any_diverged else ceiling / 3)
-    lrs = run_lrs
+    # The lrs drawn: halving may have left one. Close ones (sampled by a [search]) share
+    # labels through tick_labels rather than print over each other.
+    lrs = sorted(set(frame["lr_value"])) or run_lrs
     if len(lrs) <= 12:  # label the learning rates that were run, not decades
         ax.xaxis.set_minor_locator(NullLocator())
         span = math.log10(lrs[-1]) - math.log10(lrs[0])
         ax.set_xticks(lrs, tick_labels(lrs, min_gap=0.07 * span * 1.16))
-        pad = span * 0.08
+        pad = span * 0.08 if span > 0 else 0.5
         ax.set_xlim(lrs[0] / 10**pad, lrs[-1] * 10**pad)
     low, high = ax.get_ylim()
     if high / low < 20:  # less than about a decade: plain numbers on every tick
@@ -606,7 +611,8 @@ def _lr(ax: Any, runs: pd.DataFrame, table: pd.DataFrame, *, metric: str) -> str
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel(f"{metric} training loss (log scale)")
     _legend_outside(ax)
-    return f"{metric} loss vs learning rate, median over seeds with IQR bars"
+    title = f"{metric} loss vs learning rate, median over seeds with IQR bars"
+    return title + (f" ({int(pruned.sum())} pruned by halving, not drawn)" if pruned.any() else "")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -642,7 +648,7 @@ def _speed(ax: Any, table: pd.DataFrame, *, x: str) -> str:
                 lw=1,
                 capsize=3,
             )
-            shown = report.fmt_seconds(m) if x == "time" else report._fmt_count(m)
+            shown = report.fmt_seconds(m) if x == "time" else report.fmt_count(m)
             ax.annotate(
                 f"{shown}  ({row['reached']}/{row['runs']} reached)",
                 (max(m, row[f"{metric}_q75"]), y),
@@ -693,3 +699,45 @@ def _speed(ax: Any, table: pd.DataFrame, *, x: str) -> str:
             FuncFormatter(lambda v, _: report.fmt_seconds(v) if v > 0 else "0")
         )
     return title
+
+
+def draw_lr_find(
+    out: Path,
+    title: str,
+    lrs: np.ndarray,
+    losses: np.ndarray,
+    smoothed: np.ndarray | None = None,
+    suggestions: dict[str, float] | None = None,
+    ylabel: str = "minibatch loss",
+) -> Path:
+    """Loss against lr on a log axis (``sgdbench lr-find``): the raw loss, the smoothed one if
+    given, and a vertical line per suggested lr."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if out.suffix.lower() not in SUFFIXES:
+        raise UsageError(f"--out: unknown picture type {out.suffix!r} (use .png, .svg or .pdf)")
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(9, 5))
+        try:
+            raw_style = {"alpha": 0.4} if smoothed is not None else {"marker": "o", "ms": 3}
+            ax.plot(lrs, losses, color=PALETTE[0], label="raw", **raw_style)
+            if smoothed is not None:
+                ax.plot(lrs, smoothed, color=PALETTE[0], label="smoothed")
+            for i, (rule, lr) in enumerate((suggestions or {}).items()):
+                ax.axvline(lr, color=PALETTE[1 + i], ls="--", label=f"{rule}: {lr:.3g}")
+            ax.set_xscale("log")
+            finite = losses[np.isfinite(losses)]
+            if len(finite) and finite.min() > 0 and finite.max() / finite.min() > 100:
+                ax.set_yscale("log")
+            ax.set_xlabel("learning rate")
+            ax.set_ylabel(ylabel)
+            ax.set_title(title, loc="left")
+            _legend_outside(ax)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(out, dpi=110, bbox_inches="tight")
+        finally:
+            plt.close(fig)
+    return out

@@ -29,7 +29,7 @@ from sgdbench.grid_values import (
     Seed,
     check_divergence_factor,
 )
-from sgdbench.limits import MAX_SECONDS, MAX_THREADS
+from sgdbench.limits import MAX_REPEAT, MAX_SECONDS, MAX_THREADS
 from sgdbench.schema_errors import SchemaError, first_error, keyed
 
 __all__ = ["FIXED_AXES", "IMPLS", "GridAxes", "GridFile", "Preset", "SchemaError", "Train"]
@@ -84,6 +84,9 @@ class Train(BaseModel):
     )
     keep_checkpoints: bool = Field(False, description="keep the last checkpoint of a finished run")
     save_model: bool = Field(False, description="save the final model to models/<run_id>.pt")
+    repeat: Annotated[int, Field(ge=1, le=MAX_REPEAT)] = Field(
+        1, description="train each run N times (same seed) and keep every timing"
+    )
 
     @model_validator(mode="after")
     def _budget(self) -> Train:
@@ -147,6 +150,13 @@ class GridFile(BaseModel):
     problem: ProblemTable = Field(description="the problem to train on")
     train: Train = Field(description="budget, evaluation and stopping rules")
     grid: GridAxes = Field(description="the axes")
+    # Checked, and its trials drawn, by sgdbench.search (numpy): the plan, not the schema.
+    search: Any = Field(
+        None,
+        description='random/Sobol/Halton search or successive halving: {method = "random", '
+        "trials = N, seed = S} (sgdbench.search)",
+        json_schema_extra={"type": "object"},
+    )
     optimizers: dict[str, Preset] = Field(default_factory=dict, description="presets")
     exclude: list[dict[str, Any]] = Field(default_factory=list, description="drop combinations")
     include: list[dict[str, Any]] = Field(default_factory=list, description="add combinations")
@@ -195,13 +205,22 @@ def key_rows() -> list[tuple[str, str, str]]:
     ]
     for section, model in sections:
         for name, field in model.model_fields.items():
-            if model is GridFile and name in ("train", "grid"):
+            if model is GridFile and name in ("train", "grid", "search"):
                 continue
             rows.append((f"{section}{name}", _default(field), field.description or ""))
     rows.append(("grid.KEYWORD", "–", "any keyword of the optimizer class, e.g. weight_decay"))
     for kind, range_model in RANGES.items():
         doc = " ".join((range_model.__doc__ or "").split()).removeprefix("A range: ")
         rows.append((f"grid.KEY = {{{kind} = ...}}", "–", doc.replace("``", "`")))
+    rows.append(
+        (
+            "grid.KEY = {loguniform = ...}",
+            "–",
+            "a distribution ({loguniform = [a, b]}, {uniform = [a, b]}, {choice = [...]}): "
+            "drawn by [search]",
+        )
+    )
+    rows.append(("search", "–", GridFile.model_fields["search"].description or ""))
     return rows
 
 

@@ -13,23 +13,28 @@ import json
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sgdbench import SCHEMA_VERSION
 from sgdbench.limits import (  # re-exported: the limits of a spec
     MAX_DEPTH,
     MAX_NAME_LENGTH,
+    MAX_REPEAT,
     MAX_RUNS,
     MAX_SECONDS,
     MAX_STEPS,
     MAX_THREADS,
 )
 
+if TYPE_CHECKING:
+    from sgdbench.search import SearchPlan
+
 __all__ = [
     "ENGINES",
     "ENGINE_CHOICES",
     "MAX_DEPTH",
     "MAX_NAME_LENGTH",
+    "MAX_REPEAT",
     "MAX_RUNS",
     "MAX_SECONDS",
     "MAX_STEPS",
@@ -46,8 +51,9 @@ ENGINE_CHOICES = ("auto", *ENGINES)  # what a grid and --engine accept; "auto" r
 
 @dataclass(frozen=True)
 class RunSpec:
-    """A fully resolved run. ``run_id`` hashes every field except ``name``, ``axes`` and
-    ``search_path`` (which say where the run came from, not what it computes)."""
+    """A fully resolved run. ``run_id`` hashes every field except ``name``, ``axes``,
+    ``search_path``, ``search`` and ``trial`` (which say where the run came from, not what it
+    computes) and how it is kept (checkpoints, saved model)."""
 
     problem: str
     problem_kwargs: dict[str, Any]
@@ -76,13 +82,18 @@ class RunSpec:
     threads: int | str  # a count, or "auto"
     early_stopping_patience: int = 0
     engine: str = "eager"
+    # Successive halving ({"eta": .., "rungs": [..]}): a run may stop at a rung as "pruned".
+    halving: dict[str, Any] | None = None
     # Where the run came from and how it is kept, not what it computes: not part of run_id.
     checkpoint_every: int = field(default=0, compare=False)
     keep_checkpoints: bool = field(default=False, compare=False)
     save_model: bool = field(default=False, compare=False)
+    repeat: int = field(default=1, compare=False)  # a timing choice: the losses are the same
     name: str = field(default="", compare=False)
     axes: dict[str, Any] = field(default_factory=dict, compare=False)
     search_path: str | None = field(default=None, compare=False)
+    search: str = field(default="grid", compare=False)  # how it was chosen: grid | random | ...
+    trial: int | None = field(default=None, compare=False)  # which sampled trial, if any
     checkpoint_dir: str | None = field(default=None, compare=False)  # set by the runner
     # Runs with equal group_id can train together as one stacked model; the plan sets it
     # (``plan.group_id``), as it is a fact about the stacked engine, not about the run.
@@ -92,9 +103,12 @@ class RunSpec:
         "checkpoint_every",
         "keep_checkpoints",
         "save_model",
+        "repeat",
         "name",
         "axes",
         "search_path",
+        "search",
+        "trial",
         "checkpoint_dir",
         "group_id",
     )
@@ -105,6 +119,8 @@ class RunSpec:
         d = asdict(self)
         for key in self._NOT_HASHED:
             d.pop(key)
+        if d["halving"] is None:
+            del d["halving"]  # plain runs keep the ids they had before halving existed
         path = d["problem_kwargs"].get("path")
         if self.problem == "file" and isinstance(path, str):
             d["problem_kwargs"] = {**d["problem_kwargs"], "path": data_identity(path)}
@@ -164,3 +180,5 @@ class Grid:
     runs: list[RunSpec]
     axes: list[str]  # keys that vary across runs, in grid order
     notes: list[str] = field(default_factory=list)  # e.g. why runs fall back to eager
+    # How the configurations were chosen ([search]); the plan always sets it.
+    search: SearchPlan = field(kw_only=True)

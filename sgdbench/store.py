@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sgdbench import SCHEMA_VERSION
-from sgdbench.atomic import atomic_write, atomic_write_text, temporary_target
+from sgdbench.atomic import atomic_write, atomic_write_text, make_durable, temporary_target
 from sgdbench.engine.trajectory import EVAL_COLUMNS, FINAL_STATUSES, Trajectory
 from sgdbench.errors import UsageError
 from sgdbench.spec import RunSpec
@@ -130,6 +130,23 @@ RUN_SCHEMA = pa.schema(
         ("group_train_time_s", pa.float64()),
         # the grid version (see ``grid_id``) the run last belonged to; null in older folders
         ("grid_id", pa.string()),
+        # how the run was chosen ([search]): grid | random | sobol | halton | halving, the trial
+        ("search", pa.string()),
+        ("trial", pa.int64()),
+        ("rung", pa.int64()),  # halving: the last rung reached (len(rungs): the full budget)
+        # throughput intervals (see sgdbench.timing), and the timed windows they come from:
+        # per steady-state window its steps, samples, training seconds, CPU seconds (NaN on
+        # CUDA) and repeat (0-based)
+        ("steps_per_s_lo", pa.float64()),
+        ("steps_per_s_hi", pa.float64()),
+        ("samples_per_s_lo", pa.float64()),
+        ("samples_per_s_hi", pa.float64()),
+        ("repeats", pa.int64()),
+        ("window_steps", pa.list_(pa.int64())),
+        ("window_samples", pa.list_(pa.int64())),
+        ("window_s", pa.list_(pa.float64())),
+        ("window_cpu_s", pa.list_(pa.float64())),
+        ("window_repeat", pa.list_(pa.int64())),
     ]
 )
 
@@ -216,8 +233,8 @@ def grid_versions(root: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _write_table(path: Path, table: pa.Table) -> None:
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+def _write_table(path: Path, table: pa.Table, *, durable: bool = True) -> None:
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp), durable=durable)
 
 
 def steps_table(spec: RunSpec, traj: Trajectory) -> pa.Table:
@@ -292,6 +309,9 @@ def run_row(spec: RunSpec, traj: Trajectory, git_sha: str | None) -> dict[str, A
         "group_id": info.get("group_id"),
         "group_size": info.get("group_size"),
         "group_train_time_s": info.get("group_train_time_s"),
+        "search": spec.search,
+        "trial": spec.trial,
+        "rung": info.get("rung"),
     }
 
 
@@ -319,6 +339,7 @@ class ResultsStore:
         self._rows: dict[str, dict[str, Any]] | None = None
         self._manifest: dict[str, Any] | None = None
         self._replacing: set[str] = set()  # run ids whose files are staged until commit
+        self._not_durable: list[Path] = []  # run files written without fsync, synced at commit
 
     @property
     def runs_path(self) -> Path:
@@ -464,8 +485,13 @@ class ResultsStore:
             return _staged(path) if replacing else path
 
         steps, evals, log, model = self._run_paths(traj.run_id)
-        _write_table(where(steps), steps_table(spec, traj))
-        _write_table(where(evals), evals_table(spec, traj))
+        # Made durable in one go by commit_rows, before the row that refers to them.
+        for path, table in (
+            (where(steps), steps_table(spec, traj)),
+            (where(evals), evals_table(spec, traj)),
+        ):
+            _write_table(path, table, durable=False)
+            self._not_durable.append(path)
         if traj.traceback:
             log.parent.mkdir(exist_ok=True)
             atomic_write_text(where(log), traj.traceback)
@@ -486,6 +512,9 @@ class ResultsStore:
         replacement is decided, and ``clean_orphans`` finishes it after a kill."""
         if not new_rows:
             return
+        # Swap first: a run finishing meanwhile appends to the new list, and its row comes later.
+        pending, self._not_durable = self._not_durable, []
+        make_durable(pending)
         replacing = [row for row in new_rows if row["run_id"] in self._replacing]
         if replacing:
             _write_table(self.root / JOURNAL, _rows_to_table(replacing))

@@ -102,7 +102,9 @@ def test_verdict_rules_on_hand_made_curves():
     assert verdict("ok", steps, [1.0] * 11, None, -0.9).verdict == "oscillating"
     falling = [0.9**s for s in steps]
     assert verdict("ok", steps, falling, None, 0.9).verdict == "improving"
-    assert verdict("ok", steps, [1.0, *[2.0] * 10], None, 0.0).verdict == "diverged"
+    # Status ok (the engine did not stop it) but the loss grew: the lr, not the status, is wrong.
+    assert verdict("ok", steps, [1.0, *[2.0] * 10], None, 0.0).verdict == "lr_too_high"
+    assert verdict("diverged", steps, [1.0, *[2.0] * 10], None, 0.0).verdict == "diverged"
     assert verdict("ok", steps, [*falling[:-1], math.nan], 0.5, 0.0).verdict == "diverged"
     assert verdict("stalled", [0], [1.0], None, math.nan).verdict == "stalled"
     assert verdict("failed", [], [], None, math.nan).verdict is None
@@ -164,3 +166,42 @@ def test_frozen_weights_are_stalled(tmp_path):
     ).iloc[0]
     assert row["status"] == "stalled" and "frozen weights" in row["message"]
     assert row["verdict"] == "stalled" and row["steps"] == 0
+
+
+def test_a_loss_levelling_off_far_above_target_is_a_plateau_not_too_slow():
+    # L(t) = 0.48 + e^(-t/10): a floor at 0.48, as Adam at a too-high lr; never "train longer"
+    steps = list(range(0, 201, 10))
+    losses = [0.48 + math.exp(-s / 10) for s in steps]
+    assert verdict("ok", steps, losses, 0.05, 0.0).verdict == "plateau"
+    # a steady exponential descent (x² at a small lr) stays too_slow
+    steady = [2.25 * 0.99**s for s in steps]
+    assert verdict("ok", steps, steady, 1e-4, 0.9).verdict == "too_slow"
+
+
+def test_noisy_quadratic_noise_floor_grows_with_the_lr(tmp_path):
+    """SGD at batch size 1 on DeepOBS's noisy quadratic: the larger lr settles on a higher
+    floor, so it is "too high for this batch size", not "too slow"."""
+    from sgdbench import report
+
+    run(
+        tmp_path,
+        """
+        [problem]
+        name = "noisy_quadratic"
+        dim = 20
+        n_samples = 200
+        noise = 2.0
+        [train]
+        steps = 400
+        target_loss = 1.0
+        eval_every = 20
+        [grid]
+        lr = [0.002, 0.02]
+        batch_size = 1
+    """,
+    )
+    runs, _, _ = report.build(tmp_path / "out")
+    row = runs.set_index("lr").loc[0.02]
+    assert row["verdict"] == "lr_too_high"
+    assert "lr 0.002 reaches" in row["verdict_detail"] and "batch size 1" in row["verdict_detail"]
+    assert runs.set_index("lr").loc[0.002, "verdict"] != "lr_too_high"

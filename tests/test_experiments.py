@@ -13,6 +13,7 @@ import pytest
 from sgdbench.engine import eager
 from sgdbench.metrics import loss_digest
 from sgdbench.plan import load_grid
+from sgdbench.suite import is_suite, load_suite
 from tests.helpers import REPO, cli
 
 EXPERIMENTS = REPO / "experiments"
@@ -34,17 +35,23 @@ def test_every_experiment_says_what_it_answers():
     for path in paths:
         header = path.read_text().splitlines()[0]
         assert header.startswith("# "), f"{path.name} has no comment header"
-        load_grid(path)  # and it is a valid grid
+        if is_suite(path):  # a suite: every member a valid grid
+            assert len(load_suite(path).members) > 1
+        else:
+            load_grid(path)  # and it is a valid grid
 
 
-def test_full_batch_needs_fewer_steps_but_more_samples(tmp_path):
+def test_small_batches_need_about_the_same_steps_but_far_fewer_samples(tmp_path):
+    """Counted exactly, at lr 0.1 every batch size reaches the target in about 35 steps (batch
+    1 seemed to need 100 only while evaluations came once per epoch): a noisy step makes about
+    the progress of an exact one this far above the noise floor, at 1/100 of the samples."""
     runs = run_experiment("gd_vs_sgd_vs_minibatch", tmp_path)
     assert set(runs["verdict"]) == {"converged"}
     median = runs.groupby("batch_size")[["steps_to_target", "samples_to_target"]].median()
     full = runs.loc[runs["full_batch"], "batch_size"].iloc[0]
     steps, samples = median["steps_to_target"], median["samples_to_target"]
-    assert steps[full] < steps[10] < steps[1]
-    assert samples[1] < samples[10] < samples[full]
+    assert steps.max() <= 1.25 * steps.min()
+    assert samples[1] * 5 < samples[10] and samples[10] * 5 < samples[full]
 
 
 def test_learning_rate_verdicts_say_crawl_converge_bounce_diverge(tmp_path):

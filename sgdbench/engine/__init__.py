@@ -37,13 +37,21 @@ def plan(specs: list[RunSpec], max_group_size: int | None = None) -> list[Unit]:
             unit = open_units[spec.group_id] = []
             units.append(unit)
         unit.append(spec)
-        if len(unit) >= cap:
+        # A halving group stays whole: its rung decisions compare every configuration.
+        if len(unit) >= cap and not spec.halving:
             del open_units[spec.group_id]  # the group's next run starts a new unit
     return units
 
 
 def execute_unit(unit: Unit, should_stop: Callable[[], bool] | None = None) -> list[Trajectory]:
-    """Train one unit; one trajectory per spec, in the unit's order."""
+    """Train one unit (``repeat`` times, see ``repeats``); one trajectory per spec, in the
+    unit's order."""
+    from sgdbench.engine.repeats import repeat_unit
+
+    return repeat_unit(unit, lambda specs: _train_unit(specs, should_stop), should_stop)
+
+
+def _train_unit(unit: Unit, should_stop: Callable[[], bool] | None) -> list[Trajectory]:
     if unit and unit[0].engine == "stacked":
         from sgdbench.engine import stacked
 

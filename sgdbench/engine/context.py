@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import math
 import os
 import platform
 import time
@@ -21,6 +22,7 @@ import torch
 from sgdbench.engine import seeding
 from sgdbench.engine.trajectory import Trajectory
 from sgdbench.errors import describe
+from sgdbench.lazy_dynamo import manual_seed
 from sgdbench.spec import RunSpec
 
 SYNC_DEBUG_ENV = "SGDBENCH_SYNC_DEBUG"  # "1": a host sync inside a CUDA step loop is an error
@@ -66,7 +68,7 @@ def run_context(spec: RunSpec, device: torch.device) -> Iterator[None]:
     deterministic = torch.are_deterministic_algorithms_enabled()
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seeding.derive_seed(spec.seed, seeding.GLOBAL))
+        manual_seed(seeding.derive_seed(spec.seed, seeding.GLOBAL))
         if isinstance(spec.threads, int):
             torch.set_num_threads(spec.threads)
         if device.type == "cuda":
@@ -75,7 +77,8 @@ def run_context(spec: RunSpec, device: torch.device) -> Iterator[None]:
             yield
         finally:
             torch.set_num_threads(threads)
-            torch.use_deterministic_algorithms(deterministic)
+            if device.type == "cuda":  # as set above; the call imports torch._inductor (1.5 s)
+                torch.use_deterministic_algorithms(deterministic)
 
 
 @contextlib.contextmanager
@@ -95,6 +98,11 @@ class WindowClock:
     On CUDA it synchronizes before starting and before stopping, so the window's time is its
     kernels' time; nowhere else is the clock read. ``guard_syncs`` runs the window under
     ``sync_debug_guard`` when ``SGDBENCH_SYNC_DEBUG=1``.
+
+    On CPU it also reads the CPU time the window used (``cpu_elapsed``; NaN on CUDA, where the
+    work is not the host's): the calling thread's when torch runs on one thread, else the
+    process's. Other processes' load stretches the wall-clock time of a window but hardly its
+    CPU time, which is what ``compare`` tests when both sides have it.
     """
 
     def __init__(self, device: torch.device, guard_syncs: bool = False) -> None:
@@ -102,6 +110,9 @@ class WindowClock:
         self.cuda = device.type == "cuda"
         self.guard = self.cuda and guard_syncs and os.environ.get(SYNC_DEBUG_ENV) == "1"
         self.elapsed = 0.0
+        self.cpu_elapsed = math.nan
+        self._cpu_clock = time.thread_time if torch.get_num_threads() == 1 else time.process_time
+        self._cpu0 = 0.0
         self._t0 = 0.0
         self._guard: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
 
@@ -109,6 +120,8 @@ class WindowClock:
         if self.cuda:
             torch.cuda.synchronize(self.device)
         self._guard = sync_debug_guard() if self.guard else contextlib.nullcontext()
+        if not self.cuda:
+            self._cpu0 = self._cpu_clock()
         self._t0 = time.perf_counter()
         self._guard.__enter__()
         return self
@@ -121,6 +134,8 @@ class WindowClock:
             if self.cuda:
                 torch.cuda.synchronize(self.device)
             self.elapsed = time.perf_counter() - self._t0
+            if not self.cuda:
+                self.cpu_elapsed = self._cpu_clock() - self._cpu0
 
 
 def train_unit(

@@ -32,9 +32,11 @@ model and ``torch.optim`` optimizer, one update, and their checkpointed state.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -51,10 +53,12 @@ from sgdbench.engine.context import (
     sync_debug_guard,
     train_unit,
 )
+from sgdbench.engine.crossing import TargetSearch
 from sgdbench.engine.evaluation import evaluate
 from sgdbench.engine.state import RunState
 from sgdbench.engine.trajectory import Trajectory
 from sgdbench.engine.windows import CHUNK_STEPS, WARMUP_STEPS, is_eval_step, window_ends
+from sgdbench.lazy_dynamo import plain_step
 from sgdbench.problems.base import Problem
 from sgdbench.problems.factory import build_for_run
 from sgdbench.spec import RunSpec
@@ -68,13 +72,14 @@ def make_update(
     """One optimizer update on a batch; returns the batch loss computed before the update."""
     model, loss_fn = problem.model, problem.loss_fn
     params = [p for group in optimizer.param_groups for p in group["params"]]
+    step = plain_step(optimizer)  # optimizer.step minus its torch._dynamo import
 
     def update(xb: Tensor | None, yb: Tensor | None) -> Tensor:
         loss = loss_fn(model(xb), yb)
         for p in params:  # optimizer.zero_grad(set_to_none=True) minus its wrappers' cost
             p.grad = None
         loss.backward()
-        optimizer.step()
+        step()
         return loss
 
     def update_with_closure(xb: Tensor | None, yb: Tensor | None) -> Tensor:
@@ -84,7 +89,7 @@ def make_update(
             loss.backward()
             return loss
 
-        return optimizer.step(closure)  # type: ignore[return-value]  # LBFGS: the first loss
+        return step(closure)  # type: ignore[return-value]  # LBFGS: the first loss
 
     return update_with_closure if closure_style else update
 
@@ -118,18 +123,65 @@ class EagerTraining:
             torch.cuda.set_rng_state(saved["rng_cuda"], self.device)
 
 
-def run(spec: RunSpec, should_stop: Callable[[], bool] | None = None) -> Trajectory:
+class EagerReplay:
+    """``crossing.Replayable`` for one eager run: a step exactly as the hot loop takes it."""
+
+    def __init__(
+        self,
+        training: EagerTraining,
+        update: Callable[[Tensor | None, Tensor | None], Tensor],
+        batch: Batches,
+        lr_at: list[float] | None,
+    ) -> None:
+        self.training, self.update, self.batch, self.lr_at = training, update, batch, lr_at
+
+    def snapshot(self) -> dict[str, Any]:
+        # The parameters too: a plug-in's optimizer may hold parameters outside its model.
+        params = [p.detach().clone() for p in self.training.params]
+        return {**copy.deepcopy(self.training.state_dict()), "params": params}
+
+    @torch.no_grad()
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        self.training.load_state_dict(snapshot)
+        for p, saved in zip(self.training.params, snapshot["params"], strict=True):
+            p.copy_(saved)
+
+    def replay_step(self, step: int) -> np.ndarray:
+        if self.lr_at is not None:
+            for group in self.training.optimizer.param_groups:
+                group["lr"] = self.lr_at[step]
+        loss = self.update(*self.batch(step))
+        return loss.detach().reshape(1).float().cpu().numpy()
+
+    def train_losses(self, rows: list[int]) -> np.ndarray:
+        device = self.training.device
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+            return np.array([evaluate(self.training.problem)["train_loss"]])
+
+
+def run(
+    spec: RunSpec,
+    should_stop: Callable[[], bool] | None = None,
+    target_loss: float | None = None,
+) -> Trajectory:
     """Train one run on the eager engine. Never raises for a problem of the run itself: an
-    exception becomes status ``failed`` with its message and traceback."""
+    exception becomes status ``failed`` with its message and traceback. ``target_loss``: the
+    loss whose exact step the trajectory reports (default: the spec's); it never changes the
+    training itself."""
 
     def train(device: torch.device, trajs: list[Trajectory]) -> None:
-        _train(spec, device, trajs[0], should_stop)
+        target = spec.target_loss if target_loss is None else target_loss
+        _train(spec, device, trajs[0], should_stop, target)
 
     return train_unit([spec], train, "batch_size")[0]
 
 
 def _train(
-    spec: RunSpec, device: torch.device, traj: Trajectory, should_stop: Callable[[], bool] | None
+    spec: RunSpec,
+    device: torch.device,
+    traj: Trajectory,
+    should_stop: Callable[[], bool] | None,
+    target: float | None,
 ) -> None:
     problem = build_for_run(spec)
     problem.to(device)
@@ -153,18 +205,23 @@ def _train(
 
     training = EagerTraining(problem, optimizer, device)
     state = RunState(spec, traj.evals)
+    batch = Batches(problem, spec, device)
+    update = make_update(problem, optimizer, optimizers.needs_closure(spec.optimizer_class))
+    search = TargetSearch(EagerReplay(training, update, batch, lr_at), target)
     every = spec.checkpoint_every if checkpoint.path_for(spec) else 0
     resumed = checkpoint.load(spec) if every else None
     if resumed is not None:
         training.load_state_dict(resumed)
         state.load_state_dict(resumed)
         traj.info["resumed_from_step"] = state.step
+        if "target_search" in resumed:
+            search.load_state_dict(resumed["target_search"])
+        else:  # a checkpoint from before exact targets: search from here on
+            search.mark([state])
     else:
-        state.record_eval(evaluate(problem))
+        _record_eval(state, problem, search)
     before = [p.detach().clone() for p in params] if state.step == 0 else []
 
-    batch = Batches(problem, spec, device)
-    update = make_update(problem, optimizer, optimizers.needs_closure(spec.optimizer_class))
     problem.model.train()
     clock = WindowClock(device, guard_syncs=True)
     # Checks and decisions happen only at these ends; the extra checkpoint ends are save points,
@@ -184,7 +241,8 @@ def _train(
                 loss = update(xb, yb)
                 pending.append(loss.detach())
         # ---- bookkeeping, clock stopped --------------------------------------------------------
-        state.record_window(torch.stack(pending).float().cpu().numpy(), clock.elapsed)
+        losses = torch.stack(pending).float().cpu().numpy()
+        state.record_window(losses, clock.elapsed, clock.cpu_elapsed)
         if before:
             stalled = checks.stall_message(problem, params, before)
             state.verdict = Verdict("stalled", stalled) if stalled else None
@@ -192,28 +250,38 @@ def _train(
         if state.wants_parameters():
             state.record_parameters(training.flat_parameters())
         if state.step in decision_ends:
-            state.verdict = _decide(state, problem)
+            state.verdict = _decide(state, problem, search)
             if state.verdict is not None:
                 break
         stop = should_stop is not None and should_stop() and state.step < spec.steps
         if every and (state.step % every == 0 or stop) and state.step < spec.steps:
-            checkpoint.save(spec, {**state.state_dict(), **training.state_dict()})
+            saved = {**state.state_dict(), **training.state_dict()}
+            checkpoint.save(spec, {**saved, "target_search": search.state_dict()})
         if stop:  # a run that has done all its steps is finished, Ctrl-C or not
             raise StopRequested
     if not state.evaluated_now():
-        state.record_eval(evaluate(problem))
+        _record_eval(state, problem, search)
     state.finish(traj)
     if spec.save_model:
         traj.model_state = {k: v.detach().cpu() for k, v in problem.model.state_dict().items()}
 
 
-def _decide(state: RunState, problem: Problem) -> Verdict | None:
+def _decide(state: RunState, problem: Problem, search: TargetSearch) -> Verdict | None:
     """The checks at a decision window end, in order: stalled (already known), diverged,
     evaluation (early stopping, target), out of time."""
     verdict = state.verdict or state.check_losses()
     if verdict is None and is_eval_step(state.spec, state.step):
-        verdict = state.check_evaluation(state.record_eval(evaluate(problem)))
+        verdict = state.check_evaluation(_record_eval(state, problem, search))
     return verdict or state.check_clock()
+
+
+def _record_eval(state: RunState, problem: Problem, search: TargetSearch) -> dict[str, float]:
+    """Evaluate on the full data, record it, and locate the exact step if the target was
+    reached since the last evaluation (a replay, off the clock)."""
+    result = state.record_eval(evaluate(problem))
+    search.after_evaluation([state], [result["train_loss"]])
+    search.mark([state])
+    return result
 
 
 __all__: list[Any] = [

@@ -14,6 +14,7 @@ data-dependent control flow) is not stackable: ``problem_reason`` says why, at g
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from typing import Any
@@ -167,6 +168,13 @@ class StackedModel:
     def select(self, keep: Tensor) -> None:
         """Keep only the members at indices ``keep`` (the others leave the stack)."""
         self._bind(self.flat.index_select(0, keep))
+
+    def members_at(self, rows: Tensor) -> StackedModel:
+        """A copy of the members at indices ``rows`` (their parameters copied, the rest
+        shared): evaluating a few members costs only theirs."""
+        other = copy.copy(self)
+        other._bind(self.flat.index_select(0, rows))
+        return other
 
     def _activations(self, x: Tensor, shared: bool) -> list[Tensor]:
         """Matmul path: each layer's input, then the output."""

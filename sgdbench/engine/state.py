@@ -38,8 +38,11 @@ class RunState:
     warmup_steps: int = 0
     warmup_s: float = 0.0
     tail: list[Tensor] = field(default_factory=list)  # flat parameters after the last steps
+    # Steady-state windows (after the warm-up): first step, steps, seconds, CPU seconds.
+    timed_windows: list[tuple[int, int, float, float]] = field(default_factory=list)
     patience: checks.Patience = field(default_factory=checks.Patience)
     verdict: Verdict | None = None
+    target_step: int | None = None  # exact step to target, once found (``crossing``)
     losses: np.ndarray = field(init=False)
     times: np.ndarray = field(init=False)
 
@@ -50,13 +53,17 @@ class RunState:
 
     # ---- recording ----------------------------------------------------------------------------
 
-    def record_window(self, losses: np.ndarray, elapsed: float) -> None:
-        """The losses of the window just trained and its time on the training clock; a step's
-        time is interpolated linearly inside its window."""
+    def record_window(
+        self, losses: np.ndarray, elapsed: float, cpu_elapsed: float = math.nan
+    ) -> None:
+        """The losses of the window just trained, its time on the training clock and the CPU
+        time it used (NaN: not measured); a step's time is interpolated inside its window."""
         start, end = self.step, self.step + len(losses)
         self.losses[start:end] = losses
         self.times[start:end] = self.clock + elapsed * np.arange(1, end - start + 1) / (end - start)
         self.clock += elapsed
+        if start >= self.warmup:
+            self.timed_windows.append((start, end - start, elapsed, cpu_elapsed))
         if start == 0:
             self.first_loss = float(losses[0])
         self.step = end
@@ -116,6 +123,8 @@ class RunState:
             "times": torch.from_numpy(self.times[: self.step].copy()),
             "evals": {k: list(v) for k, v in self.evals.items()},
             "tail": list(self.tail),
+            "windows": torch.tensor(self.timed_windows, dtype=torch.float64).reshape(-1, 4),
+            "target_step": self.target_step,
         }
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
@@ -128,6 +137,9 @@ class RunState:
             self.evals[k][:] = list(v)
         self.warmup_steps, self.warmup_s = saved["warmup_steps"], saved["warmup_s"]
         self.tail = list(saved["tail"])
+        saved_windows = saved.get("windows", torch.empty(0, 4)).tolist()
+        self.timed_windows = [(int(a), int(n), float(t), float(c)) for a, n, t, c in saved_windows]
+        self.target_step = saved.get("target_step")
         self.checked = self.step
         self.patience = checks.Patience()
         for value in self.evals["val_loss"][1:]:  # the count replayed (the first is step 0's)
@@ -140,4 +152,11 @@ class RunState:
         traj.losses, traj.time_s = self.losses[: self.step].copy(), self.times[: self.step].copy()
         traj.train_time_s = self.clock
         traj.warmup_steps, traj.warmup_s = self.warmup_steps, self.warmup_s
+        timed = np.array(self.timed_windows, dtype=np.float64).reshape(-1, 4)
+        traj.window_start = timed[:, 0].astype(np.int64)
+        traj.window_steps = timed[:, 1].astype(np.int64)
+        traj.window_s = timed[:, 2]
+        traj.window_cpu_s = timed[:, 3]
+        traj.window_repeat = np.zeros(len(timed), dtype=np.int64)
+        traj.steps_to_target = self.target_step
         traj.info["update_cosine"] = checks.update_cosine(self.tail)

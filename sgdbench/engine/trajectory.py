@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
-STATUSES = ("ok", "diverged", "stalled", "timeout", "failed", "skipped")
-FINAL_STATUSES = ("ok", "diverged", "stalled", "timeout")  # a rerun skips these
+STATUSES = ("ok", "diverged", "stalled", "timeout", "pruned", "failed", "skipped")
+# A rerun skips these; "pruned" (successive halving stopped it at a rung) is where it ends.
+FINAL_STATUSES = ("ok", "diverged", "stalled", "timeout", "pruned")
 EVAL_COLUMNS = ("step", "time_s", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
 
@@ -31,7 +32,16 @@ class Trajectory:
     train_time_s: float = 0.0
     warmup_steps: int = 0
     warmup_s: float = 0.0
+    steps_to_target: int | None = None  # exact first step at or below the target (crossing.py)
     wall_time_s: float = 0.0
+    # The steady-state windows the clock timed (after the warm-up), of every repeat: first
+    # step, steps, training and CPU seconds of each, and which repeat (0-based) it belongs to.
+    window_start: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    window_steps: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    window_s: np.ndarray = field(default_factory=lambda: np.empty(0, np.float64))
+    window_cpu_s: np.ndarray = field(default_factory=lambda: np.empty(0, np.float64))  # NaN: GPU
+    window_repeat: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    repeats: int = 1  # how many times the run was trained (timed); all gave these losses
     started_at: str = ""
     info: dict[str, Any] = field(default_factory=dict)  # optimizer_impl, device_name, threads, ...
     traceback: str | None = None

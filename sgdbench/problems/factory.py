@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from sgdbench.lazy_dynamo import manual_seed
 from sgdbench.problems import plugin
 from sgdbench.problems.base import Problem
 from sgdbench.problems.registry import builder_for
@@ -29,7 +30,7 @@ def build_problem(
     try:
         builder = builder_for(name, search_path)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(init_seed)
+            manual_seed(init_seed)
             problem = builder(**kwargs)
     except (Exception, KeyboardInterrupt):
         raise

@@ -1,0 +1,163 @@
+"""Successive halving: rungs, deterministic decisions, pruning inside the stacked engine."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sgdbench import halving
+from sgdbench.engine import execute_unit, plan
+from sgdbench.plan import load_grid
+from tests.helpers import cli
+
+GRID = """
+    name = "halved"
+    [problem]
+    name = "linear"
+    n_samples = 128
+    n_features = 4
+    noise = 0.1
+    [train]
+    engine = "stacked"
+    steps = 90
+    eval_every = 30
+    [grid]
+    lr = [0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]
+    batch_size = 8
+    seed = [0, 1, 2]
+    [search]
+    method = "halving"
+    eta = 3
+    min_steps = 10
+"""
+
+
+def test_rungs_grow_by_eta_below_the_full_budget() -> None:
+    assert halving.rung_steps(10, 90, 3) == [10, 30]
+    assert halving.rung_steps(10, 91, 3) == [10, 30, 90]
+    assert halving.rung_steps(100, 90, 3) == []  # the first rung is the full budget: no pruning
+
+
+def test_survivors_keep_the_best_third_by_median_over_seeds() -> None:
+    scores = {
+        "a": [1.0, 9.0, 1.1],  # median 1.1 (one bad seed does not sink it)
+        "b": [1.0, 1.2, 1.3],  # median 1.2
+        "c": [0.5, math.nan, math.inf],  # median inf: two seeds diverged
+        "d": [2.0, 2.0, 2.0],
+        "e": [3.0, 3.0, 3.0],
+        "f": [4.0, 4.0, 4.0],
+    }
+    assert halving.survivors(scores, 3) == ["a", "b"]
+    assert halving.survivors({"z": [1.0], "y": [1.0], "x": [1.0]}, 3) == ["x"]  # ties: by id
+    assert halving.survivors({"only": [math.nan]}, 3) == ["only"]  # at least one goes on
+
+
+def test_pruner_counts_retired_seeds_as_infinite() -> None:
+    # Members 0-1 are configuration "a", 2-3 "b", 4-5 "c"; eta 3 keeps one configuration.
+    pruner = halving.Pruner(["a", "a", "b", "b", "c", "c"], [10], 3)
+    pruner.retire(0)  # a's first seed diverged before the rung
+    pruned = pruner.decide([1, 2, 3, 4, 5], [0.1, 0.5, 0.5, 0.9, 0.9])
+    # a's median is (0.1 + inf) / 2 = inf, so b (0.5) continues.
+    assert pruned == [1, 4, 5]
+
+
+def test_planned_steps_count_each_rung_once() -> None:
+    # 9 configurations x 3 seeds: 27 runs to 10 steps, 3 configs to 30, 1 config to 90.
+    assert halving.planned_steps([10, 30], 90, 3, [3] * 9) == 27 * 10 + 9 * 20 + 3 * 60
+
+
+def test_halving_prunes_in_the_stack_and_continues_the_survivors(
+    write_grid: Callable[..., Path],
+) -> None:
+    grid = load_grid(write_grid(GRID))
+    assert {tuple(s.halving["rungs"]) for s in grid.runs} == {(10, 30)}
+    units = plan(grid.runs)
+    assert len(units) == 1
+    # Decisions compare every configuration: a group cap never splits a halving group.
+    assert len(plan(grid.runs, max_group_size=4)) == 1
+    trajs = execute_unit(units[0])
+    by_status: dict[str, list[int]] = {}
+    for traj in trajs:
+        by_status.setdefault(traj.status, []).append(traj.steps)
+    # Survivors run the whole budget; pruned runs stop at a rung with their losses so far.
+    assert set(by_status["ok"]) == {90}
+    assert set(by_status["pruned"]) <= {10, 30}
+    assert sum(len(v) for k, v in by_status.items() if k == "ok") == 3  # 1 configuration x 3 seeds
+
+    # Never restarted: a survivor's trajectory equals the same run without halving, bit for bit.
+    survivor = next(i for i, t in enumerate(trajs) if t.status == "ok")
+    plain = replace(units[0][survivor], halving=None)
+    alone = execute_unit([plain])[0]
+    np.testing.assert_array_equal(alone.losses, trajs[survivor].losses)
+    # And a pruned run's losses are the plain run's prefix.
+    pruned = next(i for i, t in enumerate(trajs) if t.status == "pruned")
+    prefix = execute_unit([replace(units[0][pruned], halving=None)])[0].losses
+    np.testing.assert_array_equal(prefix[: trajs[pruned].steps], trajs[pruned].losses)
+    assert "pruned at rung" in trajs[pruned].message
+
+    # Deterministic: the same grid prunes the same runs.
+    again = execute_unit(plan(load_grid(write_grid(GRID, name="again.toml")).runs)[0])
+    assert [t.status for t in again] == [t.status for t in trajs]
+
+
+def test_halving_run_records_rungs_and_report_shows_them(
+    write_grid: Callable[..., Path], tmp_path: Path
+) -> None:
+    grid = write_grid(GRID)
+    dry = cli("run", grid, "--dry-run")
+    assert dry.exit_code == 0
+    planned = 27 * 10 + 9 * 20 + 3 * 60
+    assert f"budget {planned:,} steps (at most; the full grid: {27 * 90:,})" in dry.stderr
+
+    out = tmp_path / "out"
+    ran = cli("run", grid, "--out", out, "-q")
+    assert ran.exit_code == 0, ran
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert set(runs["search"]) == {"halving"}
+    ok = runs[runs["status"] == "ok"]
+    assert set(ok["rung"]) == {2} and len(ok) == 3
+    assert runs["steps"].sum() <= planned
+    # The best of the full budget is among the lrs that work on this problem.
+    assert 0.01 <= ok["lr"].iloc[0] <= 0.3
+
+    report = cli("report", out)
+    assert "Successive halving (eta 3): rungs at steps 10, 30, 90" in report.stdout
+    # The lr plot leaves pruned configurations out (no final loss) and says so.
+    svg = tmp_path / "lr.svg"
+    assert cli("plot", out, "--kind", "lr", "--out", svg).exit_code == 0
+    assert "pruned by halving, not drawn" in svg.read_text()
+    # Finished: a rerun skips every run, pruned ones included.
+    again = cli("run", grid, "--out", out)
+    assert "27 of 27 runs already complete" in again.stderr
+
+
+def test_halving_run_ids_differ_from_the_plain_grid(write_grid: Callable[..., Path]) -> None:
+    halved = load_grid(write_grid(GRID)).runs
+    plain = load_grid(write_grid(GRID.split("[search]")[0], name="plain.toml")).runs
+    # A halving run may stop early: it is not the same computation as the full run.
+    assert not {s.run_id for s in halved} & {s.run_id for s in plain}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("min_steps = 10", "", "search: halving needs exactly one of min_steps or min_epochs"),
+        ("eta = 3", "eta = 1", "search.eta: must be an integer >= 2, got 1"),
+        ('engine = "stacked"', 'engine = "eager"', "search.method: halving runs on the stacked"),
+    ],
+)
+def test_bad_halving_is_one_line_exit_2(
+    write_grid: Callable[..., Path], tmp_path: Path, old: str, new: str, message: str
+) -> None:
+    grid = write_grid(GRID.replace(old, new))
+    result = cli("run", grid, "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    assert result.stderr.strip().startswith(f"{grid}: {message}")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()

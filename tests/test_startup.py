@@ -1,0 +1,149 @@
+"""Start-up: which heavy modules each command imports (whole processes), and the optimizer step
+that avoids ``torch._dynamo`` while updating the parameters bitwise like ``optimizer.step``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from sgdbench.lazy_dynamo import plain_step
+from tests.helpers import REPO
+
+GRID = """
+name = "startup"
+[problem]
+name = "linear"
+n_samples = 40
+n_features = 3
+[train]
+steps = 10
+eval_every = 5
+[grid]
+optimizer = ["sgd", "adam"]
+lr = [0.05]
+batch_size = [8]
+"""
+
+# Runs the command like `python -m sgdbench`, then records which modules it had imported.
+PROBE = """
+import json, runpy, sys
+sys.argv = ["sgdbench", *sys.argv[2:]]
+try:
+    runpy.run_module("sgdbench", run_name="__main__")
+except SystemExit as e:
+    code = e.code
+else:
+    code = 0
+with open({out!r}, "w") as f:
+    json.dump({{"code": code, "modules": [m for m in sys.modules if m.startswith("torch")]}}, f)
+"""
+
+
+def _modules(tmp_path: Path, *args: str | Path) -> tuple[int, set[str]]:
+    out = tmp_path / "modules.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run(
+        [sys.executable, "-c", PROBE.format(out=str(out)), "-", *map(str, args)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    data = json.loads(out.read_text())
+    return data["code"], set(data["modules"])
+
+
+def test_run_trains_without_importing_dynamo_or_inductor(tmp_path: Path) -> None:
+    grid = tmp_path / "grid.toml"
+    grid.write_text(GRID)
+    code, modules = _modules(tmp_path, "run", grid, "--out", tmp_path / "out", "-q")
+    assert code == 0
+    assert "torch" in modules  # it did train
+    assert "torch._dynamo" not in modules
+    assert "torch._inductor" not in modules
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        None,  # no such file
+        "name = \n",  # TOML syntax error
+        GRID.replace("steps = 10", "steps = -1"),  # a bad [train] value
+    ],
+    ids=["missing", "toml", "train"],
+)
+def test_run_error_exits_do_not_import_torch(tmp_path: Path, text: str | None) -> None:
+    grid = tmp_path / "grid.toml"
+    if text is not None:
+        grid.write_text(text)
+    code, modules = _modules(tmp_path, "run", grid, "--out", tmp_path / "out")
+    assert code == 2
+    assert "torch" not in modules
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("SGD", {"momentum": 0.9, "nesterov": True}),
+        ("Adam", {"weight_decay": 1e-3}),
+        ("AdamW", {"amsgrad": True}),
+        ("RMSprop", {"centered": True}),
+    ],
+)
+def test_plain_step_updates_bitwise_like_optimizer_step(name: str, kwargs: dict) -> None:
+    def trained(use_plain: bool) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+        opt = getattr(torch.optim, name)(model.parameters(), lr=0.01, **kwargs)
+        step = plain_step(opt) if use_plain else opt.step
+        x, y = torch.randn(16, 4), torch.randn(16, 1)
+        for _ in range(5):
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(model(x), y).backward()
+            step()
+        return [p.detach().clone() for p in model.parameters()]
+
+    for a, b in zip(trained(True), trained(False), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_plain_step_runs_grad_free_and_keeps_step_hooks() -> None:
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.SGD([p], lr=0.1)
+    seen = []
+    step = plain_step(opt)
+    p.grad = torch.ones(3)
+    step()
+    assert not p.requires_grad or p.grad_fn is None  # the update was not recorded by autograd
+    handle = opt.register_step_post_hook(lambda *_: seen.append(1))
+    step()  # with a hook registered it must go through optimizer.step, which calls hooks
+    handle.remove()
+    assert seen == [1]
+    assert torch.allclose(p.detach(), torch.full((3,), 0.8))
+
+
+def test_optimizer_catalog_from_source_matches_torch() -> None:
+    from sgdbench import optimizer_catalog, optimizers
+
+    static = optimizer_catalog.keyword_defaults(optimizer_catalog.RESERVED)
+    assert static is not None  # this torch's source reads plainly: no torch import to list
+    from_torch = {
+        cls.__name__: optimizers.keyword_defaults(name)
+        for name, cls in optimizers.optimizer_classes().items()
+    }
+    assert static == from_torch
+
+
+def test_list_optimizers_does_not_import_torch(tmp_path: Path) -> None:
+    code, modules = _modules(tmp_path, "list", "optimizers")
+    assert code == 0
+    assert "torch" not in modules
