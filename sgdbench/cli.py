@@ -9,7 +9,7 @@ import sys
 import traceback
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -21,6 +21,12 @@ if TYPE_CHECKING:
 if TYPE_CHECKING:
     from sgdbench.executors import ExecutorOptions
     from sgdbench.runner import GridOutcome
+
+
+def Flag(*names: str, **kwargs: Any) -> Any:
+    """An on/off option: typer's rich help would print ``<bool>`` as its value type."""
+    return typer.Option(*names, metavar="", **kwargs)
+
 
 app = typer.Typer(
     name="sgdbench",
@@ -134,27 +140,23 @@ def run(
             "[default: the grid's [train] repeat, else 1]",
         ),
     ] = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="print the expanded runs only")
-    ] = False,
-    force: Annotated[bool, typer.Option("--force", help="rerun runs already complete")] = False,
+    dry_run: Annotated[bool, Flag("--dry-run", help="print the expanded runs only")] = False,
+    force: Annotated[bool, Flag("--force", help="rerun runs already complete")] = False,
     allow_new_problem: Annotated[
         bool,
-        typer.Option(
+        Flag(
             "--allow-new-problem",
             help="write into a results folder that holds another problem's runs (reports show "
             "the newest grid's runs; --all shows both)",
         ),
     ] = False,
-    fail_fast: Annotated[
-        bool, typer.Option("--fail-fast", help="stop at the first failed run")
-    ] = False,
+    fail_fast: Annotated[bool, Flag("--fail-fast", help="stop at the first failed run")] = False,
     max_consecutive_failures: Annotated[
         int,
         typer.Option(min=0, help="stop the grid after this many failed runs in a row (0: never)"),
     ] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="tracebacks on errors")] = False,
+    quiet: Annotated[bool, Flag("--quiet", "-q", help="no progress bar")] = False,
+    verbose: Annotated[bool, Flag("--verbose", "-v", help="tracebacks on errors")] = False,
 ) -> None:
     """Train every run of a grid and write results/<name>/.
 
@@ -360,9 +362,7 @@ def report(
     ] = None,
     best: Annotated[
         bool,
-        typer.Option(
-            "--best", help="per optimizer x batch size x device, the lr reaching target fastest"
-        ),
+        Flag("--best", help="per optimizer x batch size x device, the lr reaching target fastest"),
     ] = False,
     fmt: Annotated[
         ReportFormat, typer.Option("--format", help="table | markdown | csv | json | html")
@@ -386,7 +386,7 @@ def report(
     ] = None,
     all_versions: Annotated[
         bool,
-        typer.Option("--all", help="runs of every grid version, not only the current grid's"),
+        Flag("--all", help="runs of every grid version, not only the current grid's"),
     ] = False,
     columns: Annotated[
         str | None,
@@ -394,7 +394,7 @@ def report(
             help="table/markdown columns, e.g. status,steps_to_target,steps_per_s,val_acc"
         ),
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Annotated[bool, Flag("--verbose", "-v")] = False,
 ) -> None:
     """Summarize a results folder: one row per configuration, median and IQR over seeds.
 
@@ -520,13 +520,13 @@ def plot(
         typer.Option(help="curves: EMA span in steps (0 or 1: raw) [2% of the run]"),
     ] = None,
     best: Annotated[
-        bool, typer.Option("--best", help="only the best lr per optimizer x batch size x device")
+        bool, Flag("--best", help="only the best lr per optimizer x batch size x device")
     ] = False,
     all_versions: Annotated[
         bool,
-        typer.Option("--all", help="runs of every grid version, not only the current grid's"),
+        Flag("--all", help="runs of every grid version, not only the current grid's"),
     ] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Annotated[bool, Flag("--verbose", "-v")] = False,
 ) -> None:
     """Draw loss curves, learning-rate sensitivity or speed to target (no display needed).
 
@@ -582,9 +582,9 @@ def compare(
     ] = CompareFormat.table,
     all_versions: Annotated[
         bool,
-        typer.Option("--all", help="runs of every grid version, not only the current grid's"),
+        Flag("--all", help="runs of every grid version, not only the current grid's"),
     ] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Annotated[bool, Flag("--verbose", "-v")] = False,
 ) -> None:
     """Compare two results folders configuration by configuration; exit 1 on a regression.
 
@@ -644,7 +644,7 @@ def lr_find(
     ] = None,
     sweep: Annotated[
         bool,
-        typer.Option("--sweep", help="train K log-spaced lrs at once (stacked engine) instead"),
+        Flag("--sweep", help="train K log-spaced lrs at once (stacked engine) instead"),
     ] = False,
     k: Annotated[int, typer.Option("--k", min=2, help="--sweep: number of learning rates")] = 64,
     out: Annotated[
@@ -654,7 +654,7 @@ def lr_find(
     fmt: Annotated[
         LrFindFormat, typer.Option("--format", help="table | json (every point)")
     ] = LrFindFormat.table,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Annotated[bool, Flag("--verbose", "-v")] = False,
 ) -> None:
     """Learning-rate range test: grow the lr exponentially, record loss vs lr, suggest lrs.
 

@@ -33,3 +33,13 @@ def test_cuda_without_a_gpu_skips_and_says_why_once(tmp_path):
     assert lines[0].endswith(": 3 skipped"), result.stderr
     reasons = [line for line in lines if "CUDA is not available" in line]
     assert reasons == ["  skipped 3 run(s): device 'cuda' requested but CUDA is not available here"]
+
+
+def test_help_shows_flags_without_a_value_type() -> None:
+    """typer's rich help printed on/off options as ``--force <bool>``, as if they took a value."""
+    for command in ("run", "report", "plot", "compare"):
+        result = cli(command, "--help")
+        assert result.exit_code == 0
+        assert "<bool>" not in "".join(
+            line for line in result.stdout.splitlines() if "--help" not in line
+        ), command
