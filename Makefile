@@ -5,12 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 GRID   ?= experiments/quickstart.toml
 
-.PHONY: help install run test lint bench bench-compare bench-gate bench-ratios experiments suite clean
+.PHONY: help install run test test-fast lint bench bench-compare bench-gate bench-ratios experiments suite clean
 
 help:
 	@echo "make run            set up, run $(GRID), print its report"
-	@echo "make test           run the test suite"
-	@echo "make lint           ruff"
+	@echo "make test           the whole test suite"
+	@echo "make test-fast      the suite without the slow end-to-end tests (the edit loop)"
+	@echo "make lint           ruff (with complexity C901), ruff format, mypy on sgdbench/"
 	@echo "make bench          pytest-benchmark suite (saved under .benchmarks/)"
 	@echo "make bench-compare  compare against the saved baseline, fail on a >25% regression (min)"
 	@echo "make bench-gate     CI gate: engine vs plain loops in one session, exit 1 if it falls behind"
@@ -58,11 +59,15 @@ suite: install
 	cat $$out/report.md
 
 test: install
-	$(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-fast: install
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # Benchmarks: results are JSON under .benchmarks/<machine>/ (git-ignored: machine-specific).
 # The timer is this process's CPU time: the benchmarks use one intra-op thread, and on a shared

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from sgdbench.engine import execute_unit
-from sgdbench.spec import RunSpec, load_grid
+from sgdbench.plan import load_grid
+from sgdbench.spec import RunSpec
 
 STEPS = 2000
 EVAL_EVERY = 100  # the window the replay covers, at most

@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 
 from sgdbench.engine import execute_unit, plan
-from sgdbench.spec import RunSpec, load_grid
+from sgdbench.plan import load_grid
+from sgdbench.spec import RunSpec
 
 REPO = Path(__file__).resolve().parents[1]
 DIGITS = """

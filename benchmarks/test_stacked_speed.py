@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from sgdbench.engine import eager, execute_unit, plan
-from sgdbench.spec import RunSpec, load_grid
+from sgdbench.plan import load_grid
+from sgdbench.spec import RunSpec
 
 STEPS = 300
 EAGER_RUNS = 4  # eager runs timed per case (its rate does not depend on the sweep size)

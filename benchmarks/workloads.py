@@ -32,10 +32,11 @@ from benchmarks import slowdown
 from sgdbench import optimizers
 from sgdbench.engine import eager, seeding
 from sgdbench.engine.trajectory import Trajectory
+from sgdbench.plan import load_grid
 from sgdbench.problems.base import Problem
 from sgdbench.problems.builtin import mlp, mse_loss
 from sgdbench.problems.factory import build_problem
-from sgdbench.spec import RunSpec, load_grid
+from sgdbench.spec import RunSpec
 
 PROBLEM = "benchmarks.workloads:regression"  # a plug-in problem (this module is importable)
 

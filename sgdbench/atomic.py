@@ -33,7 +33,7 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, write: Callable[[Path], None], *, durable: bool = True) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object], *, durable: bool = True) -> None:
     """Write ``path`` via ``write(tmp)``; the file appears whole or not at all.
 
     ``durable=False`` skips the two fsyncs (file and folder): the caller makes the file durable

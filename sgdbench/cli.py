@@ -91,6 +91,7 @@ class CompareFormat(StrEnum):
 class ListWhat(StrEnum):
     problems = "problems"
     optimizers = "optimizers"
+    keys = "keys"
 
 
 def _fail(e: BaseException, verbose: bool) -> typer.Exit:
@@ -180,7 +181,10 @@ def run(
             allow_new_problem=allow_new_problem,
         )
     try:
-        from sgdbench.spec import load_grid
+        from sgdbench import gridfile
+
+        gridfile.load(grid)  # the cheap checks first: a bad file exits without importing torch
+        from sgdbench.plan import load_grid
 
         chosen, options = _executor_options(executor, jobs, scheduler, threads_per_job)
         loaded = load_grid(grid, engine=engine.value if engine else None)
@@ -418,8 +422,8 @@ def report(
         else:
             color = out is None and fmt is ReportFormat.table and sys.stdout.isatty()
             color = color and not os.environ.get("NO_COLOR")
-            text = _list_results(results, color) if fmt is ReportFormat.table else None
-            text = text or report_mod.render(
+            listing = _list_results(results, color) if fmt is ReportFormat.table else None
+            text = listing or report_mod.render(
                 results,
                 by=by,
                 best=best,
@@ -679,8 +683,15 @@ def lr_find(
 
 
 @app.command("list")
-def list_(what: Annotated[ListWhat, typer.Argument(help="problems | optimizers")]) -> None:
-    """List built-in problems or available optimizers with their parameters."""
+def list_(what: Annotated[ListWhat, typer.Argument(help="problems | optimizers | keys")]) -> None:
+    """List built-in problems or available optimizers with their parameters, or the keys of a
+    grid file."""
+    if what is ListWhat.keys:
+        from sgdbench.schema import key_rows
+
+        for key, default, meaning in key_rows():
+            print(f"{key} [{default.strip('`')}]: {meaning}")
+        return
     if what is ListWhat.problems:
         from sgdbench.problems.registry import PROBLEMS
 
@@ -711,6 +722,20 @@ def list_(what: Annotated[ListWhat, typer.Argument(help="problems | optimizers")
     for name, preset in optimizer_catalog.BUILTIN_PRESETS.items():
         body = ", ".join(f"{k}={v!r}" for k, v in preset.items() if k != "type")
         print(f"preset {name}: {preset['type']}({body})")
+
+
+@app.command("schema")
+def schema_() -> None:
+    """Print the JSON Schema of a grid file, for editor completion and checks.
+
+    Example: sgdbench schema > grid.schema.json, then start a grid with
+    #:schema ./grid.schema.json (Taplo / Even Better TOML).
+    """
+    import json
+
+    from sgdbench.schema import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
 
 
 def main() -> None:

@@ -111,7 +111,8 @@ def plain_step(optimizer: torch.optim.Optimizer) -> Callable[..., Any]:
 
 
 def _subclasses(cls: type) -> list[type]:
-    out = []
+    out: list[type] = []
+    sub: type
     for sub in cls.__subclasses__():
         out += [sub, *_subclasses(sub)]
     return out

@@ -28,8 +28,8 @@ def main(
     """Run ``lr-find`` on the first configuration of ``grid_path``; returns the text for stdout.
     Options are checked before anything trains or is written."""
     from sgdbench import lrfind, plot
+    from sgdbench.plan import load_grid
     from sgdbench.plot import SUFFIXES
-    from sgdbench.spec import load_grid
 
     if not 0 < start < end or not math.isfinite(end):
         raise UsageError(f"sgdbench: lr-find needs 0 < --start < --end, got {start} and {end}")

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from sgdbench.errors import KeyedError, did_you_mean
+from sgdbench.grid_values import is_distribution
 
-DISTRIBUTIONS = ("loguniform", "uniform", "choice")
 # Every trial is at least one run, so more trials than spec.MAX_RUNS could never run; refusing
 # here keeps a typo (trials = 1e9) from drawing the points first.
 MAX_TRIALS = 100_000
@@ -65,11 +65,6 @@ class Distribution:
         else:
             value = low + u * (high - low)
         return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
-
-
-def is_distribution(value: Any) -> bool:
-    """A ``[grid]`` value that is one of the distribution tables."""
-    return isinstance(value, dict) and len(value) == 1 and next(iter(value)) in DISTRIBUTIONS
 
 
 def parse_distribution(key: str, value: dict[str, Any]) -> Distribution:

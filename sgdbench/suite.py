@@ -21,7 +21,7 @@ learning rates and seeds (and optional shared ``[train]``, ``[optimizers.*]``, `
     grid_file = "other.toml"    # or: an existing grid file, run as it is
 
 This module only turns a suite into ordinary grids: each member becomes a grid text that
-``spec.load_grid`` validates and expands like any grid file, and runs into ``DIR/<label>/`` as a
+``plan.load_grid`` validates and expands like any grid file, and runs into ``DIR/<label>/`` as a
 normal results folder. So resume, ``--dry-run``, ``--jobs``, Dask, the stacked engine (whose groups
 come from one grid, hence one problem) and ``compare`` work per problem unchanged.
 """
@@ -214,7 +214,7 @@ def load_suite(path: str | Path, *, engine: str | None = None) -> Suite:
     """Read a suite file and load every member grid (``GridError``, exit 2, on bad input).
 
     Nothing is written: every member is validated before any of them runs."""
-    from sgdbench.spec import load_grid
+    from sgdbench.plan import load_grid
 
     path = Path(path)
     file = str(path)

@@ -49,7 +49,7 @@ _built: dict[str, Path] = {}
 
 def results(name: str, factory: pytest.TempPathFactory) -> Path:
     """The results folder of grid ``name`` (QUAD or SEEDS), run once per session."""
-    from tests.conftest import cli
+    from tests.helpers import cli
 
     if name not in _built:
         base = factory.mktemp(f"results_{name}")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli, cli_subprocess
+from tests.helpers import cli, cli_subprocess
 
 LINEAR = """
 name = "bad"

@@ -14,7 +14,7 @@ import pytest
 from sgdbench import compare
 from sgdbench.errors import UsageError
 from sgdbench.report import fmt_count
-from tests.conftest import cli
+from tests.helpers import cli
 from tests.report_results import results
 
 

@@ -23,8 +23,8 @@ import pandas as pd
 import pytest
 
 from sgdbench.engine import execute_unit, plan
-from sgdbench.spec import load_grid
-from tests.conftest import REPO
+from sgdbench.plan import load_grid
+from tests.helpers import REPO
 
 PUBLISHED = {  # optimizer: (final train loss, final test loss)
     "sgd": (84.58, 87.53),

@@ -8,8 +8,8 @@ import pandas as pd
 import torch
 
 from sgdbench.engine import eager
-from sgdbench.spec import load_grid
-from tests.conftest import cli
+from sgdbench.plan import load_grid
+from tests.helpers import cli
 
 GRID = """
 name = "det"

@@ -11,7 +11,7 @@ import torch
 
 from sgdbench.diagnose import verdict
 from sgdbench.problems import builtin
-from tests.conftest import cli
+from tests.helpers import cli
 
 
 def run(tmp_path, text: str) -> pd.DataFrame:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import cli
+from tests.helpers import cli
 
 
 def run_grid(tmp_path, text: str, *args: str):
@@ -505,7 +505,7 @@ def test_run_state_round_trips_through_a_checkpoint_with_its_early_stopping_coun
 
     from sgdbench.engine.state import RunState
     from sgdbench.engine.trajectory import EVAL_COLUMNS
-    from sgdbench.spec import load_grid
+    from sgdbench.plan import load_grid
 
     (tmp_path / "grid.toml").write_text(QUADRATIC.format(lrs=[0.1]))
     spec = dataclasses.replace(load_grid(tmp_path / "grid.toml").runs[0], early_stopping_patience=5)

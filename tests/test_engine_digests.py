@@ -21,7 +21,7 @@ import pytest
 
 from sgdbench.engine import execute_unit, plan
 from sgdbench.metrics import loss_digest
-from sgdbench.spec import load_grid
+from sgdbench.plan import load_grid
 
 GRIDS = {
     # minibatches of a shuffled linear problem; SGD, momentum, Adam under a cosine schedule

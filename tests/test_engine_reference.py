@@ -10,7 +10,8 @@ import pytest
 
 from sgdbench.engine import eager
 from sgdbench.metrics import loss_digest
-from sgdbench.spec import RunSpec, load_grid
+from sgdbench.plan import load_grid
+from sgdbench.spec import RunSpec
 from tests._reference import reference_losses
 
 OPTIMIZERS = {

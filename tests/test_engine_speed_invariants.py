@@ -11,7 +11,7 @@ import torch
 from sgdbench import optimizers
 from sgdbench.engine import eager
 from sgdbench.problems.base import Problem
-from tests.conftest import cli
+from tests.helpers import cli
 
 
 @pytest.mark.parametrize("shuffle", [True, False])

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from sgdbench.engine import seeding
+from sgdbench.plan import load_grid
 from sgdbench.problems.factory import apply_init, build_problem
-from sgdbench.spec import load_grid
-from tests.conftest import cli
+from tests.helpers import cli
 
 LRS = [0.01, 0.05, 0.1, 0.25, 0.3]
 TARGET = 1e-4

@@ -14,7 +14,7 @@ import pytest
 from sgdbench.engine.seeding import INIT, derive_seed
 from sgdbench.executors import split_threads, unit_key
 from sgdbench.executors.process_pool import gpu_per_worker
-from tests.conftest import REPO, cli
+from tests.helpers import REPO, cli
 
 GRID = """
 name = "par"
@@ -115,7 +115,7 @@ def test_each_worker_gets_its_own_gpu_for_plain_cuda_runs() -> None:
 
 
 def test_dask_keys_name_the_runs(write_grid: Callable[..., Path]) -> None:
-    from sgdbench.spec import load_grid
+    from sgdbench.plan import load_grid
 
     specs = load_grid(write_grid(GRID)).runs
     assert unit_key(specs[:1]) == f"sgdbench-{specs[0].run_id}"

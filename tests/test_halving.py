@@ -13,8 +13,8 @@ import pytest
 
 from sgdbench import halving
 from sgdbench.engine import execute_unit, plan
-from sgdbench.spec import load_grid
-from tests.conftest import cli
+from sgdbench.plan import load_grid
+from tests.helpers import cli
 
 GRID = """
     name = "halved"

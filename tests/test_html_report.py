@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sgdbench import report
-from tests.conftest import cli
+from tests.helpers import cli
 from tests.report_results import results
 
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from sgdbench import lrfind
-from sgdbench.spec import load_grid
-from tests.conftest import cli
+from sgdbench.plan import load_grid
+from tests.helpers import cli
 
 X_SQUARED = """
     name = "x_squared"

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from sgdbench import plot, report
-from tests.conftest import cli
+from tests.helpers import cli
 from tests.report_results import results
 
 

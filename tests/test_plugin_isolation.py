@@ -13,7 +13,7 @@ import pytest
 
 from sgdbench.problems import plugin
 from sgdbench.problems.factory import build_problem
-from tests.conftest import cli, cli_subprocess
+from tests.helpers import cli, cli_subprocess
 
 # Modules the driver or a worker imports after the grid is loaded (or, in a spawn worker, from
 # its very start): each would run planted code if the grid's folder were on sys.path.

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from sgdbench.errors import GridError
+from sgdbench.plan import load_grid
 from sgdbench.problems import builtin
 from sgdbench.problems.factory import apply_init
 from sgdbench.problems.files import from_table
-from sgdbench.spec import load_grid
-from tests.conftest import cli
+from tests.helpers import cli
 
 
 def test_rosenbrock_starts_where_deepobs_does():

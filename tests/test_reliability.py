@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -18,8 +17,8 @@ import torch
 from sgdbench import checkpoint
 from sgdbench.engine import eager
 from sgdbench.metrics import loss_digest
-from sgdbench.spec import load_grid
-from tests.conftest import REPO, cli, cli_subprocess
+from sgdbench.plan import load_grid
+from tests.helpers import REPO, cli, cli_subprocess, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -168,11 +167,7 @@ def start(args: list[str], cwd: Path, extra_env: dict[str, str] | None = None) -
 
 
 def wait_for(predicate, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.02)
+    wait_until(predicate, timeout)
 
 
 def reference_digests(tmp_path: Path, grid: str) -> dict[str, str]:
@@ -194,7 +189,10 @@ def test_kill_9_inside_a_run_resumes_from_its_checkpoint(tmp_path):
     proc = start(["run", "grid.toml", "--out", "out", "-q"], work)
     ckpt = work / "out" / "checkpoints"
     wait_for(lambda: ckpt.is_dir() and any(p.suffix == ".pt" for p in ckpt.iterdir()))
-    time.sleep(0.3)
+    (first,) = [p for p in ckpt.iterdir() if p.suffix == ".pt"]
+    written = first.stat().st_mtime_ns
+    # a later checkpoint replaced the first: the run is well inside, past a checkpoint
+    wait_for(lambda: any(p.stat().st_mtime_ns != written for p in ckpt.glob("*.pt")))
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (work / "out" / "runs.parquet").exists()  # killed mid-run: nothing committed
@@ -516,7 +514,8 @@ def test_finished_rows_are_committed_while_the_next_run_trains(tmp_path):
     store.create()
     pending = PendingRows(store, every_s=0.2)
     pending.add(spec, store.write_run_files(spec, eager.run(spec), None))
-    time.sleep(0.6)  # no further run arrives: the timer commits on its own
+    # no further run arrives: the timer commits on its own (waited for, not slept through)
+    wait_until(store.runs_path.exists, 60, "the timer's commit of runs.parquet")
     assert pd.read_parquet(store.runs_path)["run_id"].tolist() == [spec.run_id]
 
 

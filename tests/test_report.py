@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sgdbench import report
-from tests.conftest import cli
+from tests.helpers import cli
 from tests.report_results import results
 
 

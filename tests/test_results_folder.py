@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import REPO, cli
+from tests.helpers import REPO, cli
 
 GRID = """
 name = "folder"

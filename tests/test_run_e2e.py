@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from sgdbench.store import RUN_SCHEMA
-from tests.conftest import REPO, cli
+from tests.helpers import REPO, cli
 
 GRID = """
 name = "tiny"

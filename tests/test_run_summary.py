@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.conftest import cli
+from tests.helpers import cli
 
 GRID = """
 name = "gpu-only"

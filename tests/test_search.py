@@ -13,8 +13,8 @@ import pytest
 
 from sgdbench import search
 from sgdbench.errors import GridError, KeyedError
-from sgdbench.spec import load_grid
-from tests.conftest import cli
+from sgdbench.plan import load_grid
+from tests.helpers import cli
 
 GRID = """
     name = "searched"

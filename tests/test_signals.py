@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pandas as pd
 import pytest
 
 from sgdbench.executors import lifeline
-from tests.conftest import REPO
+from tests.helpers import REPO, wait_until
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -80,11 +79,7 @@ def has_torch(pid: int) -> bool:
 
 def wait_for(condition: Callable[[], bool], deadline_s: float, what: str) -> None:
     """Poll ``condition`` until it holds; fail naming ``what`` after ``deadline_s``."""
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"after {deadline_s:g} s: {what}")
-        time.sleep(0.1)
+    wait_until(condition, deadline_s, what)
 
 
 def start_driver(tmp_path: Path, batch: str, lr: str, *args: str) -> subprocess.Popen[str]:

@@ -7,7 +7,8 @@ import pickle
 import pytest
 
 from sgdbench.errors import GridError
-from sgdbench.spec import RunSpec, load_grid
+from sgdbench.plan import load_grid
+from sgdbench.spec import RunSpec
 
 BASE = """
 name = "g"

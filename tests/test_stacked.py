@@ -16,8 +16,9 @@ import torch
 from sgdbench import stacked_optim
 from sgdbench.engine import eager, execute_unit, plan
 from sgdbench.metrics import loss_digest
-from sgdbench.spec import RunSpec, load_grid
-from tests.conftest import cli
+from sgdbench.plan import load_grid
+from sgdbench.spec import RunSpec
+from tests.helpers import cli
 
 # ---------------------------------------------------------------------------------------------
 # the optimizers against torch.optim, member by member, on tensors (no engine)
@@ -339,7 +340,7 @@ def test_cli_stacked_writes_ordinary_rows_that_report_reads(write_grid, tmp_path
 
 
 def test_checkpointing_and_early_stopping_runs_fall_back_to_eager(write_grid):
-    from sgdbench.spec import load_grid
+    from sgdbench.plan import load_grid
 
     base = """
 [problem]
@@ -362,7 +363,7 @@ batch_size = 8
 
 
 def test_dry_run_shows_the_engine_each_run_gets(tmp_path, write_grid):
-    from tests.conftest import cli
+    from tests.helpers import cli
 
     write_grid("""
 [problem]
@@ -383,7 +384,7 @@ batch_size = 4
 
 
 def test_the_grid_can_choose_its_engine_and_the_command_line_overrides_it(write_grid):
-    from sgdbench.spec import load_grid
+    from sgdbench.plan import load_grid
 
     path = write_grid("""
 [problem]
@@ -403,7 +404,7 @@ batch_size = 4
 def test_stacked_members_get_the_same_verdicts_as_eager_runs(tmp_path):
     import pandas as pd
 
-    from tests.conftest import REPO, cli
+    from tests.helpers import REPO, cli
 
     grid = REPO / "experiments" / "learning_rate_too_low_high.toml"
     verdicts = {}

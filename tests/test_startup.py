@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from sgdbench.lazy_dynamo import plain_step
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 GRID = """
 name = "startup"

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import cli
+from tests.helpers import cli
 
 SUITE = """
 name = "two"
@@ -74,7 +74,7 @@ def test_each_problem_runs_into_its_own_results_folder(ran: Path, suite: Path) -
     assert set(linear["target_loss"]) == {0.05} and set(quad["target_loss"]) == {0.01}
     assert set(linear["batch_size"]) == {32} and set(quad["batch_size"]) == {1}  # "full": 1 point
     # a member folder's grid.toml is an ordinary grid: run on its own, it names the same runs
-    from sgdbench.spec import load_grid
+    from sgdbench.plan import load_grid
 
     member = load_grid(ran / "quad" / "grid.toml")
     assert sorted(s.run_id for s in member.runs) == list(quad["run_id"])

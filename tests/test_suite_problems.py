@@ -13,12 +13,12 @@ import torch
 from sgdbench.engine import eager, execute_unit, plan
 from sgdbench.engine.stacking import problem_reason
 from sgdbench.metrics import samples_after
+from sgdbench.plan import load_grid
 from sgdbench.problems import deepobs
 from sgdbench.problems.factory import build_problem
 from sgdbench.problems.registry import PROBLEMS, resolve_params
 from sgdbench.problems.sequence import markov_grammar
-from sgdbench.spec import load_grid
-from tests.conftest import cli
+from tests.helpers import cli
 
 NEW_PROBLEMS = ("noisy_quadratic", "two_d_rosenbrock", "digits_cnn", "grammar_transformer")
 

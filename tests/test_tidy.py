@@ -12,7 +12,7 @@ import pytest
 
 import sgdbench
 from sgdbench.errors import UsageError
-from tests.conftest import REPO
+from tests.helpers import REPO
 from tests.report_results import results
 
 
@@ -49,7 +49,7 @@ def test_load_evals_has_axes_and_every_evaluation(seeds: Path) -> None:
 
 
 def test_non_run_axes_come_from_the_stored_axes(tmp_path: Path) -> None:
-    from tests.conftest import cli
+    from tests.helpers import cli
 
     grid = tmp_path / "g.toml"
     grid.write_text(

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from sgdbench import timing
-from tests.conftest import cli
+from tests.helpers import cli
 
 LINEAR = """
 name = "timing"

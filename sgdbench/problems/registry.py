@@ -14,12 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from sgdbench.errors import KeyedError, did_you_mean
+from sgdbench.limits import FLOAT32_MAX, MAX_SEED
 
 _NO_DEFAULT = object()
-# Every float becomes a float32 tensor or scalar somewhere; a larger value passes validation and
-# fails (or turns to inf) later, so it is refused at load.
-FLOAT32_MAX = 3.4028234663852886e38
-MAX_SEED = 2**32 - 1  # data seeds; also keeps them inside the int64 columns of the results
 
 
 @dataclass(frozen=True)
@@ -376,51 +373,76 @@ def _check_float32(key: str, value: float) -> None:
 
 def _coerce(param: Param, value: Any, base_dir: Path) -> Any:
     """Check one value against its ``Param``; return it normalized (paths made absolute)."""
-    key = param.name
-    kind = param.kind
     if value is None and not param.required and param.default is None:
         return None
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise KeyedError(key, f"must be true or false, got {value!r}")
-        return value
-    if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise KeyedError(key, f"must be an integer, got {value!r}")
-        _check_number(param, key, value)
-        return value
-    if kind == "float":
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise KeyedError(key, f"must be a number, got {value!r}")
-        _check_float32(key, value)
-        _check_number(param, key, value)
-        return float(value)
-    if kind in ("str", "path"):
-        if not isinstance(value, str) or not value:
-            raise KeyedError(key, f"must be a non-empty string, got {value!r}")
-        if param.choices and value not in param.choices:
-            raise KeyedError(key, f"must be one of {', '.join(param.choices)}; got {value!r}")
-        if kind == "path":
-            path = (base_dir / value).resolve()
-            if not path.is_file():
-                raise KeyedError(key, f"no such file: {value}")
-            if path.suffix.lower() not in (".csv", ".parquet", ".pq"):
-                raise KeyedError(key, f"must be a .csv or .parquet file, got {value}")
-            return str(path)
-        return value
-    if kind in ("int_list", "float_list", "str_list"):
-        if not isinstance(value, list) or not value:
-            raise KeyedError(key, f"must be a non-empty list, got {value!r}")
-        item = {"int_list": "int", "float_list": "float", "str_list": "str"}[kind]
-        inner = Param(key, item, _NO_DEFAULT, "", minimum=param.minimum, maximum=param.maximum)
-        out = []
-        for i, v in enumerate(value):
-            try:
-                out.append(_coerce(inner, v, base_dir))
-            except KeyedError as e:
-                raise KeyedError(f"{key}[{i}]", e.message) from None
-        return out
-    raise AssertionError(f"unknown param kind {kind}")
+    return _COERCE[param.kind](param, value, base_dir)
+
+
+def _bool(param: Param, value: Any, base_dir: Path) -> bool:
+    if not isinstance(value, bool):
+        raise KeyedError(param.name, f"must be true or false, got {value!r}")
+    return value
+
+
+def _int(param: Param, value: Any, base_dir: Path) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise KeyedError(param.name, f"must be an integer, got {value!r}")
+    _check_number(param, param.name, value)
+    return value
+
+
+def _float(param: Param, value: Any, base_dir: Path) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise KeyedError(param.name, f"must be a number, got {value!r}")
+    _check_float32(param.name, value)
+    _check_number(param, param.name, value)
+    return float(value)
+
+
+def _str(param: Param, value: Any, base_dir: Path) -> str:
+    key = param.name
+    if not isinstance(value, str) or not value:
+        raise KeyedError(key, f"must be a non-empty string, got {value!r}")
+    if param.choices and value not in param.choices:
+        raise KeyedError(key, f"must be one of {', '.join(param.choices)}; got {value!r}")
+    return value
+
+
+def _path(param: Param, value: Any, base_dir: Path) -> str:
+    key = param.name
+    path = (base_dir / _str(param, value, base_dir)).resolve()
+    if not path.is_file():
+        raise KeyedError(key, f"no such file: {value}")
+    if path.suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise KeyedError(key, f"must be a .csv or .parquet file, got {value}")
+    return str(path)
+
+
+def _list(param: Param, value: Any, base_dir: Path) -> list[Any]:
+    key = param.name
+    if not isinstance(value, list) or not value:
+        raise KeyedError(key, f"must be a non-empty list, got {value!r}")
+    item = param.kind.removesuffix("_list")
+    inner = Param(key, item, _NO_DEFAULT, "", minimum=param.minimum, maximum=param.maximum)
+    out = []
+    for i, v in enumerate(value):
+        try:
+            out.append(_coerce(inner, v, base_dir))
+        except KeyedError as e:
+            raise KeyedError(f"{key}[{i}]", e.message) from None
+    return out
+
+
+_COERCE = {
+    "bool": _bool,
+    "int": _int,
+    "float": _float,
+    "str": _str,
+    "path": _path,
+    "int_list": _list,
+    "float_list": _list,
+    "str_list": _list,
+}
 
 
 def resolve_params(name: str, raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:

@@ -1,0 +1,69 @@
+"""Helpers shared by the tests: run the CLI in-process or as a subprocess.
+
+Imported as ``from tests.helpers import cli``; conftest.py holds only fixtures.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class CliResult:
+    def __init__(self, code: int, stdout: str, stderr: str) -> None:
+        self.exit_code, self.stdout, self.stderr = code, stdout, stderr
+
+    def __repr__(self) -> str:
+        return (
+            f"CliResult(exit_code={self.exit_code}, stdout={self.stdout!r}, stderr={self.stderr!r})"
+        )
+
+
+def cli(*args: str | Path, cwd: Path | None = None) -> CliResult:
+    """Run ``sgdbench ARGS`` in-process (fast); stdout and stderr are captured separately."""
+    from sgdbench.cli import app
+
+    old = Path.cwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    finally:
+        os.chdir(old)
+    return CliResult(result.exit_code, result.stdout, result.stderr)
+
+
+def cli_subprocess(
+    *args: str | Path,
+    cwd: Path | None = None,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m sgdbench ARGS`` in a fresh interpreter using this checkout's package."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "sgdbench", *map(str, args)],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 120.0, what: str = "") -> None:
+    """Poll ``condition`` until it holds (a wait on an event another process causes, never a
+    guess at how long something takes); fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"after {timeout_s:g} s, still waiting: {what or condition}")
+        time.sleep(0.02)  # the polling interval, not a timing
