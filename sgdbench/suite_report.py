@@ -282,19 +282,12 @@ def _rich(res: SuiteResults, *, color: bool, width: int) -> str:
     from io import StringIO
 
     from rich import box
-    from rich.console import Console
     from rich.table import Table
 
+    from sgdbench.report.table import text_console
+
     buf = StringIO()
-    console = Console(
-        file=buf,
-        width=width,
-        force_terminal=color,
-        no_color=not color,
-        color_system="standard" if color else None,
-        highlight=False,
-        emoji=False,
-    )
+    console = text_console(buf, width, color)
     console.print(f"{res.name}: {len(res.problems)} problem(s)", markup=False)
     console.print(PROTOCOL, markup=False)
     for title, header, rows in sections(res):

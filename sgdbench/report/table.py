@@ -15,6 +15,7 @@ import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from io import StringIO
+from typing import Any
 
 DEFAULT_WIDTH = 100  # output that is not a terminal (a pipe, a file, a test)
 GAP = 3  # per column: rich's padding (0, 1) and the box's column separator
@@ -96,6 +97,22 @@ def wrap_lines(lines: Sequence[str], width: int) -> list[str]:
     return out
 
 
+def text_console(buf: StringIO, width: int, color: bool) -> Any:
+    """A rich console that prints into ``buf``: ANSI colours only when ``color``, no markup
+    guesses (highlighting, emoji) in numbers and names."""
+    from rich.console import Console
+
+    return Console(
+        file=buf,
+        width=width,
+        force_terminal=color,
+        no_color=not color,
+        color_system="standard" if color else None,
+        highlight=False,
+        emoji=False,
+    )
+
+
 def render_table(
     table: TextTable,
     lines: Sequence[str] = (),
@@ -108,20 +125,11 @@ def render_table(
     with ANSI colours only when ``color``. ``boxed=False``: no rule under the header (output
     meant for ``grep`` and ``awk``, like ``--dry-run``)."""
     from rich import box
-    from rich.console import Console
     from rich.table import Table
 
     width = width or terminal_width()
     buf = StringIO()
-    console = Console(
-        file=buf,
-        width=width,
-        force_terminal=color,
-        no_color=not color,
-        color_system="standard" if color else None,
-        highlight=False,
-        emoji=False,
-    )
+    console = text_console(buf, width, color)
     parts = split_columns(table, width)
     for n, columns in enumerate(parts):
         title = table.title
