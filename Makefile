@@ -53,6 +53,7 @@ suite: install
 	@name=$$(basename $(SUITE) .toml); out=results/$$name; \
 	$(BIN)/sgdbench run $(SUITE) -q || exit $$?; \
 	$(BIN)/sgdbench report $$out --format markdown > $$out/report.md || exit $$?; \
+	$(BIN)/sgdbench report $$out --format html --out $$out/report.html || exit $$?; \
 	for kind in profile tuneability; do \
 		$(BIN)/sgdbench plot $$out --kind $$kind --out $$out/$$kind.png || exit $$?; \
 	done; \

@@ -406,6 +406,8 @@ def report(
         from sgdbench.suite import is_suite_folder
 
         if is_suite_folder(results):
+            if fmt is ReportFormat.html and out is None:
+                out = results / "report.html"
             text = _suite_report(results, by, best, fmt, out, sort, target_loss, all_versions)
         elif fmt is ReportFormat.html:
             from sgdbench.html_report import render_html
@@ -481,6 +483,10 @@ def _suite_report(
             f"{option}: a suite folder's report tunes the lr per problem and optimizer; "
             f"use {option} on one problem's folder ({results}/<problem>)"
         )
+    if fmt is ReportFormat.html:
+        from sgdbench.suite_html import render_suite_html
+
+        return render_suite_html(results, target_loss=target_loss, all_versions=all_versions)
     color = out is None and fmt is ReportFormat.table and sys.stdout.isatty()
     return render(
         results,

@@ -123,13 +123,8 @@ def render_html(
         all_versions=all_versions,
     )
     title = f"{results.name}: {len(table)} {'group(s)' if by else 'configuration(s)'}"
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>sgdbench · {_e(title)}</title><style>{STYLE}</style></head><body>",
-        '<pre id="js-errors" hidden></pre>',
-        f"<h1>{_e(title)}</h1>",
+    return page(
+        title,
         f'<p class="muted">{_e(str(results))}{" — best lr per group" if best else ""}</p>',
         _headline(head),
         "<h2>Configurations</h2>",
@@ -137,16 +132,34 @@ def render_html(
         _table(table, head),
         _verdicts(runs, table),
         _plots(results, best=best),
-        _file_section("Grid as run", results / "grid.toml"),
-        _environment(results / "env.json"),
+        file_section("Grid as run", results / "grid.toml"),
+        environment_section(results / "env.json"),
+    )
+
+
+def page(title: str, *sections: str) -> str:
+    """A whole self-contained page: ``title`` as its heading, then the sections (HTML), then
+    the sorting script. Empty sections are left out."""
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>sgdbench · {_e(title)}</title><style>{STYLE}</style></head><body>",
+        '<pre id="js-errors" hidden></pre>',
+        f"<h1>{_e(title)}</h1>",
+        *sections,
         f"<script>{SCRIPT}</script>",
         "</body></html>",
     ]
     return "\n".join(p for p in parts if p) + "\n"
 
 
-def _e(text: Any) -> str:
+def escape(text: Any) -> str:
+    """Text as HTML (quotes too: safe in attributes)."""
     return html.escape(str(text), quote=True)
+
+
+_e = escape
 
 
 def _headline(head: report.Headline) -> str:
@@ -238,24 +251,29 @@ def _plots(results: Path, *, best: bool) -> str:
             except UsageError as e:  # e.g. one learning rate, no target: say why, go on
                 out.append(f'<p class="muted">{_e(caption)}: not drawn ({_e(e)}).</p>')
                 continue
-            data = base64.b64encode(path.read_bytes()).decode("ascii")
-            out.append(
-                f'<figure id="plot-{kind}"><img alt="{_e(caption)}" '
-                f'src="data:image/svg+xml;base64,{data}"><figcaption>{_e(caption)}'
-                "</figcaption></figure>"
-            )
+            out.append(figure(kind, caption, path))
     return "\n".join(out)
 
 
-def _file_section(title: str, path: Path) -> str:
+def figure(kind: str, caption: str, svg: Path) -> str:
+    """An SVG file inlined as a figure (a data URI: the page needs no other file)."""
+    data = base64.b64encode(svg.read_bytes()).decode("ascii")
+    return (
+        f'<figure id="plot-{kind}"><img alt="{_e(caption)}" '
+        f'src="data:image/svg+xml;base64,{data}"><figcaption>{_e(caption)}'
+        "</figcaption></figure>"
+    )
+
+
+def file_section(title: str, path: Path) -> str:
     if not path.exists():
         return f'<h2>{_e(title)}</h2><p class="muted">{_e(path.name)} not found.</p>'
     return f"<h2>{_e(title)}</h2><pre>{_e(path.read_text())}</pre>"
 
 
-def _environment(path: Path) -> str:
+def environment_section(path: Path) -> str:
     if not path.exists():
-        return _file_section("Environment", path)
+        return file_section("Environment", path)
     try:
         text = json.dumps(json.loads(path.read_text()), indent=2)
     except json.JSONDecodeError:

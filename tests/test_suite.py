@@ -4,6 +4,7 @@ report, plots and compare of suite folders, and every executor/engine on a multi
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tomllib
 from collections.abc import Callable
@@ -297,3 +298,44 @@ def test_a_non_suite_folder_is_refused_untouched(suite: Path, tmp_path: Path) ->
     result = cli("run", suite, "--out", out, "-q")
     assert result.exit_code == 2 and "not a suite results folder" in result.stderr
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_html_report_of_a_suite_folder(ran: Path) -> None:
+    """``report SUITE_DIR --format html``: one self-contained page with every section of the text
+    report as a sortable table, both suite plots inline, and the suite file as run."""
+    from sgdbench.suite_report import load, sections
+    from tests.test_html_report import parse
+
+    result = cli("report", ran, "--format", "html")
+    assert result.exit_code == 0, result
+    page = ran / "report.html"  # the default place, as for one folder
+    assert str(page) in result.stderr and result.stdout == ""
+    p = parse(page)
+    expected = sections(load(ran))
+    tables = [a["id"] for tag, a in p.tags if tag == "table"]
+    assert tables == [f"suite-table-{i}" for i in range(len(expected))]
+    assert p.headers == [h for _, header, _ in expected for h in header]
+    assert p.rows == [row for _, _, rows in expected for row in rows]
+    figures = {a.get("id") for tag, a in p.tags if tag == "figure"}
+    assert figures == {"plot-profile", "plot-tuneability"}
+    for tag, a in p.tags:
+        if tag == "img":
+            assert (a["src"] or "").startswith("data:image/svg+xml;base64,")
+        assert not (a.get("src") or a.get("href") or "").startswith(("http:", "https:", "//"))
+    text = "".join(p.text)
+    assert 'name = "two"' in text  # the suite as run
+    # "never" sorts after every number: its sort key is the largest float, not its text
+    html = page.read_text()
+    never = re.findall(r'<td data-sort="([^"]*)">never</td>', html)
+    assert never and set(never) == {"1e308"}
+
+
+def test_html_report_of_a_suite_folder_in_a_browser(ran: Path, tmp_path: Path) -> None:
+    from tests.test_html_report import run_browser
+
+    page = tmp_path / "suite.html"
+    assert cli("report", ran, "--format", "html", "--out", page).exit_code == 0
+    dom = run_browser("--dump-dom", page.as_uri()).stdout
+    errors = re.search(r'<pre id="js-errors"([^>]*)>(.*?)</pre>', dom, flags=re.S)
+    assert errors is not None and "hidden" in errors.group(1) and errors.group(2) == ""
+    assert 'data-images-drawn="2/2"' in dom  # both plots decoded and drawn
