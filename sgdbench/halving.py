@@ -7,7 +7,8 @@ its seeds of the full-data training loss at that step (a seed that diverged or f
 ``pruned``. Ties are broken by ``config_id``, so the same grid prunes the same runs.
 
 The stacked engine asks a ``Pruner`` at each rung step and drops the pruned members from the
-stack: the survivors simply go on training, nothing restarts.
+stack: the survivors simply go on training, nothing restarts. The eager engine trains a halving
+group rung by rung, pausing each member at the rung (``engine.eager_halving``).
 """
 
 from __future__ import annotations
@@ -60,6 +61,21 @@ def planned_steps(rungs: Sequence[int], total_steps: int, eta: int, members: Seq
         total += sum(per_config[:alive]) * (budget - previous)
         previous, alive = budget, n_kept(alive, eta)
     return total
+
+
+def pruned_message(rung: int, step: int, eta: int) -> str:
+    """The message of a run pruned at ``rung`` (after ``step`` steps)."""
+    return (
+        f"pruned at rung {rung} (step {step}): the median full-data loss over its seeds was not "
+        f"among the best 1/{eta}"
+    )
+
+
+def group_key(spec: Any) -> str:
+    """The eager runs halved together: those with the same budget and rungs (any optimizer,
+    batch size or other axis; the stacked engine halves each stacked group apart)."""
+    plan = spec.halving
+    return f"halving:{spec.steps}:{plan['eta']}:{','.join(map(str, plan['rungs']))}"
 
 
 @dataclass

@@ -168,9 +168,7 @@ def _run_locked(
     store.write_meta(grid.text, environment)
     todo = pending_runs(grid, store.completed_ids(), force)
     ckpt_dir = str((out_dir / checkpoint.CHECKPOINT_DIR).resolve())
-    todo = [
-        dataclasses.replace(s, checkpoint_dir=ckpt_dir) if s.checkpoint_every else s for s in todo
-    ]
+    todo = [dataclasses.replace(s, checkpoint_dir=ckpt_dir) if _checkpoints(s) else s for s in todo]
     if force:
         # From scratch, not from a checkpoint. The old rows stay until each new run commits
         # (the store stages the new files): a kill half way loses no run.
@@ -247,6 +245,11 @@ def _run_locked(
     if stop.set:  # also when an executor noticed the flag first and ended quietly
         outcome.interrupted = True
     return outcome
+
+
+def _checkpoints(spec: RunSpec) -> bool:
+    """Whether ``spec`` writes checkpoints: periodic ones, or eager halving's at each rung."""
+    return bool(spec.checkpoint_every) or (spec.halving is not None and spec.engine == "eager")
 
 
 class PendingRows:

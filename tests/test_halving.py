@@ -13,6 +13,7 @@ import pytest
 
 from sgdbench import halving
 from sgdbench.engine import execute_unit, plan
+from sgdbench.engine.context import StopRequested
 from sgdbench.plan import load_grid
 from tests.helpers import cli
 
@@ -149,7 +150,12 @@ def test_halving_run_ids_differ_from_the_plain_grid(write_grid: Callable[..., Pa
     [
         ("min_steps = 10", "", "search: halving needs exactly one of min_steps or min_epochs"),
         ("eta = 3", "eta = 1", "search.eta: must be an integer >= 2, got 1"),
-        ('engine = "stacked"', 'engine = "eager"', "search.method: halving runs on the stacked"),
+        (
+            '"linear"\n    n_samples = 128\n    n_features = 4\n    noise = 0.1\n    [train]',
+            '"logistic"\n    n_samples = 128\n    n_features = 4\n    [train]\n'
+            "    early_stopping = {patience = 2}",
+            "train.early_stopping: successive halving ranks runs at its rungs",
+        ),
     ],
 )
 def test_bad_halving_is_one_line_exit_2(
@@ -161,3 +167,76 @@ def test_bad_halving_is_one_line_exit_2(
     assert result.stderr.strip().startswith(f"{grid}: {message}")
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+EAGER_GRID = GRID.replace('engine = "stacked"', 'engine = "eager"')
+
+
+def test_eager_halving_trains_rung_by_rung_and_survivors_are_the_plain_runs(
+    write_grid: Callable[..., Path],
+) -> None:
+    grid = load_grid(write_grid(EAGER_GRID))
+    assert {s.engine for s in grid.runs} == {"eager"}
+    units = plan(grid.runs)
+    assert [len(u) for u in units] == [27]  # the halving group is one unit of work
+    trajs = execute_unit(units[0])
+    steps = {t.status: sorted({t.steps for tt in trajs if tt.status == t.status}) for t in trajs}
+    assert steps["ok"] == [90] and set(steps["pruned"]) <= {10, 30}
+    assert sum(t.status == "ok" for t in trajs) == 3  # 9 -> 3 -> 1 configuration, 3 seeds
+    assert {t.info["rung"] for t in trajs if t.status == "ok"} == {2}
+    assert all(t.info["rung"] == [10, 30].index(t.steps) for t in trajs if t.status == "pruned")
+    # Paused and resumed, never restarted: a survivor's losses are the run's without halving.
+    for i in [i for i, t in enumerate(trajs) if t.status == "ok"]:
+        alone = execute_unit([replace(units[0][i], halving=None)])[0]
+        np.testing.assert_array_equal(alone.losses, trajs[i].losses)
+        assert trajs[i].steps_to_target == alone.steps_to_target
+    pruned = next(i for i, t in enumerate(trajs) if t.status == "pruned" and t.steps == 30)
+    prefix = execute_unit([replace(units[0][pruned], halving=None)])[0].losses
+    np.testing.assert_array_equal(prefix[:30], trajs[pruned].losses)
+    assert trajs[pruned].message.startswith("pruned at rung 1 (step 30)")
+    assert trajs[pruned].evals["step"] == [0, 10, 30]  # each rung evaluates
+    # Deterministic: the same grid prunes the same runs.
+    again = execute_unit(plan(load_grid(write_grid(EAGER_GRID, name="again.toml")).runs)[0])
+    assert [t.status for t in again] == [t.status for t in trajs]
+
+
+def test_eager_halving_groups_across_optimizers(write_grid: Callable[..., Path]) -> None:
+    text = EAGER_GRID.replace("batch_size = 8", 'batch_size = 8\n    optimizer = ["sgd", "adam"]')
+    specs = load_grid(write_grid(text)).runs
+    (unit,) = plan(specs)  # one halving: the optimizers compete at each rung
+    assert len(unit) == 54
+    short = load_grid(write_grid(text.replace("steps = 90", "steps = 80"), name="b.toml")).runs
+    assert len(plan(specs + short)) == 2  # another budget (other rungs) is another halving
+
+
+def test_eager_halving_resumes_from_the_last_rung_reached(
+    write_grid: Callable[..., Path], tmp_path: Path
+) -> None:
+    grid = load_grid(write_grid(EAGER_GRID))
+    reference = execute_unit(plan(grid.runs)[0])
+    ckpt = tmp_path / "checkpoints"
+    unit = [replace(s, checkpoint_dir=str(ckpt)) for s in plan(grid.runs)[0]]
+    # Every member that reaches the first rung leaves its state there (the diverged do not).
+    paused = sum(t.status in ("ok", "pruned") for t in reference)
+    # Stop (as Ctrl-C does) once a survivor's state at the second rung replaced its first
+    # (a new file, atomically renamed): the next window end is inside the last stretch.
+    survivor = ckpt / f"{unit[[t.status for t in reference].index('ok')].run_id}.pt"
+    inodes: set[int] = set()
+
+    def second_rung_written() -> bool:
+        if survivor.exists():
+            inodes.add(survivor.stat().st_ino)
+        return len(inodes) > 1
+
+    with pytest.raises(StopRequested):
+        execute_unit(unit, should_stop=second_rung_written)
+    assert len(list(ckpt.glob("*.pt"))) == paused
+    resumed = execute_unit(unit)
+    assert [t.status for t in resumed] == [t.status for t in reference]
+    for again, ref in zip(resumed, reference, strict=True):
+        np.testing.assert_array_equal(again.losses, ref.losses)
+        assert again.evals["train_loss"] == ref.evals["train_loss"]
+    # Nothing redone before the last rung each member reached.
+    starts = {t.info.get("resumed_from_step") for t in resumed if t.status == "ok"}
+    assert starts == {30}
+    assert all(t.info.get("resumed_from_step") == t.steps for t in resumed if t.status == "pruned")
