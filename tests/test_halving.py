@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import replace
@@ -240,3 +241,30 @@ def test_eager_halving_resumes_from_the_last_rung_reached(
     starts = {t.info.get("resumed_from_step") for t in resumed if t.status == "ok"}
     assert starts == {30}
     assert all(t.info.get("resumed_from_step") == t.steps for t in resumed if t.status == "pruned")
+
+
+def test_eager_halving_with_jobs_commits_every_run_and_report_json_shows_rungs(
+    write_grid: Callable[..., Path], tmp_path: Path
+) -> None:
+    grid = write_grid(EAGER_GRID)
+    reference = execute_unit(plan(load_grid(grid).runs)[0])
+    out = tmp_path / "out"
+    ran = cli("run", grid, "--out", out, "-q", "--jobs", "2")
+    assert ran.exit_code == 0, ran
+    runs = pd.read_parquet(out / "runs.parquet").set_index("run_id")
+    # Worker processes make the same decisions, and a committed run leaves no checkpoint.
+    assert [runs.loc[t.run_id, "status"] for t in reference] == [t.status for t in reference]
+    assert not list((out / "checkpoints").glob("*.pt"))
+    report = json.loads(cli("report", out, "--format", "json").stdout)
+    rungs = {c["lr"]: c["halving"] for c in report["configurations"]}
+    assert len(rungs) == 9
+    (best,) = [h for h in rungs.values() if h["rung"] == 2]
+    assert best["rung_steps"] == [10, 30, 90] and len(best["rung_loss"]) == 3
+    at_second = [h["rung_loss"][1] for h in rungs.values() if h["rung"] == 1]
+    assert len(at_second) == 2 and best["rung_loss"][1] <= min(at_second)
+    # The loss that ranked a configuration is the median over its seeds at the rung.
+    survivor = runs[runs["status"] == "ok"].index
+    at_30 = [pd.read_parquet(out / "evals" / f"{r}.parquet").set_index("step") for r in survivor]
+    assert best["rung_loss"][1] == pytest.approx(
+        float(np.median([e.loc[30, "train_loss"] for e in at_30]))
+    )
