@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -16,7 +21,7 @@ from sgdbench import halving
 from sgdbench.engine import execute_unit, plan
 from sgdbench.engine.context import StopRequested
 from sgdbench.plan import load_grid
-from tests.helpers import cli
+from tests.helpers import REPO, cli, cli_subprocess, wait_until
 
 GRID = """
     name = "halved"
@@ -268,3 +273,65 @@ def test_eager_halving_with_jobs_commits_every_run_and_report_json_shows_rungs(
     assert best["rung_loss"][1] == pytest.approx(
         float(np.median([e.loc[30, "train_loss"] for e in at_30]))
     )
+
+
+LONG_HALVING = """
+name = "long_halving"
+[problem]
+name = "linear"
+n_samples = 128
+n_features = 4
+[train]
+steps = 1000
+eval_every = 0
+[grid]
+lr = [0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]
+batch_size = 8
+seed = [0, 1, 2]
+[search]
+method = "halving"
+eta = 3
+min_steps = 10
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_during_eager_halving_resumes_from_the_last_rung(tmp_path: Path) -> None:
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    (ref / "grid.toml").write_text(LONG_HALVING)
+    done = cli_subprocess("run", "grid.toml", "--out", "out", "-q", cwd=ref)
+    assert done.returncode == 0, done.stderr
+    expected = pd.read_parquet(ref / "out" / "runs.parquet").set_index("run_id")
+    survivor = expected.index[expected["status"] == "ok"][0]
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "grid.toml").write_text(LONG_HALVING)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    args = [sys.executable, "-m", "sgdbench", "run", "grid.toml", "--out", "out", "-q"]
+    proc = subprocess.Popen(args, cwd=work, env=env, stderr=subprocess.DEVNULL)
+    ckpt = work / "out" / "checkpoints" / f"{survivor}.pt"
+    inodes: set[int] = set()
+
+    def third_rung_written() -> bool:  # each rung's state is a new file renamed into place
+        with contextlib.suppress(FileNotFoundError):
+            inodes.add(ckpt.stat().st_ino)
+        return len(inodes) >= 3
+
+    try:
+        wait_until(third_rung_written, what="a survivor's checkpoint at the third rung")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not (work / "out" / "runs.parquet").exists()  # killed inside the unit
+
+    again = cli_subprocess("run", "grid.toml", "--out", "out", "-q", cwd=work)
+    assert again.returncode == 0, again.stderr
+    runs = pd.read_parquet(work / "out" / "runs.parquet").set_index("run_id")
+    assert runs["loss_digest"].to_dict() == expected["loss_digest"].to_dict()
+    assert runs["status"].to_dict() == expected["status"].to_dict()
+    # The survivors went on from the last rung each had reached (30 or 90 steps), not from 0.
+    resumed = runs.loc[runs["status"] == "ok", "resumed_from_step"]
+    assert (resumed >= 30).all() and resumed.max() >= 90
+    assert not list((work / "out" / "checkpoints").glob("*.pt"))
