@@ -20,6 +20,7 @@ import pytest
 from sgdbench import halving
 from sgdbench.engine import execute_unit, plan
 from sgdbench.engine.context import StopRequested
+from sgdbench.metrics import loss_digest
 from sgdbench.plan import load_grid
 from tests.helpers import REPO, cli, cli_subprocess, wait_until
 
@@ -248,17 +249,28 @@ def test_eager_halving_resumes_from_the_last_rung_reached(
     assert all(t.info.get("resumed_from_step") == t.steps for t in resumed if t.status == "pruned")
 
 
-def test_eager_halving_with_jobs_commits_every_run_and_report_json_shows_rungs(
-    write_grid: Callable[..., Path], tmp_path: Path
+@pytest.mark.parametrize(
+    "executor",
+    [
+        ["--jobs", "2"],
+        pytest.param(["--executor", "dask", "--jobs", "2"], marks=pytest.mark.slow, id="dask"),
+    ],
+)
+def test_eager_halving_on_executors_commits_every_run_and_report_json_shows_rungs(
+    write_grid: Callable[..., Path], tmp_path: Path, executor: list[str]
 ) -> None:
+    if "dask" in executor:
+        pytest.importorskip("distributed")
     grid = write_grid(EAGER_GRID)
     reference = execute_unit(plan(load_grid(grid).runs)[0])
     out = tmp_path / "out"
-    ran = cli("run", grid, "--out", out, "-q", "--jobs", "2")
+    ran = cli("run", grid, "--out", out, "-q", *executor)
     assert ran.exit_code == 0, ran
     runs = pd.read_parquet(out / "runs.parquet").set_index("run_id")
     # Worker processes make the same decisions, and a committed run leaves no checkpoint.
     assert [runs.loc[t.run_id, "status"] for t in reference] == [t.status for t in reference]
+    digests = [runs.loc[t.run_id, "loss_digest"] for t in reference]
+    assert digests == [loss_digest(t.losses) for t in reference]
     assert not list((out / "checkpoints").glob("*.pt"))
     report = json.loads(cli("report", out, "--format", "json").stdout)
     rungs = {c["lr"]: c["halving"] for c in report["configurations"]}
