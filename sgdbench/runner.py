@@ -190,7 +190,8 @@ def _run_locked(
         dynamic_ncols=True,
     )
     stop = StopFlag()
-    pending = PendingRows(store)
+    units = plan(todo)
+    pending = PendingRows(store, units=units)
     failed_in_a_row = 0
     activity = Activity()
 
@@ -202,7 +203,7 @@ def _run_locked(
     try:
         with stop.installed():
             results = executors.get(executor)(
-                plan(todo), stop, options=options or ExecutorOptions(), activity=activity
+                units, stop, options=options or ExecutorOptions(), activity=activity
             )
             for spec, traj in results:
                 pending.add(
@@ -262,17 +263,36 @@ class PendingRows:
     redoes. A run's checkpoint is removed only once its row is committed.
     """
 
-    def __init__(self, store: Any, every_s: float = 1.0, max_rows: int = 256) -> None:
+    def __init__(
+        self,
+        store: Any,
+        every_s: float = 1.0,
+        max_rows: int = 256,
+        units: list[list[RunSpec]] | None = None,
+    ) -> None:
         self.store, self.every_s, self.max_rows = store, every_s, max_rows
         self.rows: list[dict[str, Any]] = []
         self.specs: list[RunSpec] = []
         self.lock = threading.Lock()
         self.timer: threading.Timer | None = None
+        # A halving unit's rows are committed together: its decisions compare every member,
+        # so a rerun must find all of them committed or none (then it resumes the whole unit).
+        self.whole = {s.run_id: i for i, u in enumerate(units or []) if u[0].halving for s in u}
+        self.sizes = {i: len(u) for i, u in enumerate(units or [])}
+        self.held: dict[int, list[tuple[RunSpec, dict[str, Any]]]] = {}
 
     def add(self, spec: RunSpec, row: dict[str, Any]) -> None:
+        pairs = [(spec, row)]
+        unit = self.whole.get(spec.run_id)
+        if unit is not None:
+            self.held.setdefault(unit, []).append((spec, row))
+            if len(self.held[unit]) < self.sizes[unit]:
+                return
+            pairs = self.held.pop(unit)
         with self.lock:
-            self.rows.append(row)
-            self.specs.append(spec)
+            for held_spec, held_row in pairs:
+                self.rows.append(held_row)
+                self.specs.append(held_spec)
             if len(self.rows) >= self.max_rows:
                 self._flush()
             elif self.timer is None:

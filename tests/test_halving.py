@@ -347,3 +347,29 @@ def test_kill_9_during_eager_halving_resumes_from_the_last_rung(tmp_path: Path) 
     resumed = runs.loc[runs["status"] == "ok", "resumed_from_step"]
     assert (resumed >= 30).all() and resumed.max() >= 90
     assert not list((work / "out" / "checkpoints").glob("*.pt"))
+
+
+def test_a_halving_units_rows_are_committed_together(write_grid: Callable[..., Path]) -> None:
+    from sgdbench.runner import PendingRows
+
+    class Store:
+        def __init__(self) -> None:
+            self.commits: list[list[str]] = []
+
+        def commit_rows(self, rows: list[dict[str, str]]) -> None:
+            self.commits.append([r["run_id"] for r in rows])
+
+    halved = plan(load_grid(write_grid(EAGER_GRID)).runs)
+    plain = plan(load_grid(write_grid(EAGER_GRID.split("[search]")[0], name="plain.toml")).runs)
+    store = Store()
+    pending = PendingRows(store, every_s=3600, max_rows=10, units=[*halved, *plain[:2]])
+    (unit,) = halved
+    for spec in unit[:-1]:  # more than max_rows, but not the whole unit: nothing committed
+        pending.add(spec, {"run_id": spec.run_id})
+    pending.flush()
+    assert store.commits in ([], [[]])
+    pending.add(plain[0][0], {"run_id": plain[0][0].run_id})  # a plain run commits as usual
+    pending.flush()
+    assert store.commits[-1] == [plain[0][0].run_id]
+    pending.add(unit[-1], {"run_id": unit[-1].run_id})  # the last member: all 27 at once
+    assert store.commits[-1] == [s.run_id for s in unit]
