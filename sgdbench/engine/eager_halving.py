@@ -111,7 +111,7 @@ class _Member:
         state.load_state_dict(self.saved)
         state.verdict = Verdict("pruned", halving.pruned_message(rung, budget, eta))
         state.finish(self.traj)
-        self.ended = True
+        self.ended, self.saved = True, None  # its model and optimizer state can go
 
 
 def _blank(spec: RunSpec, saved: dict[str, Any] | None) -> Trajectory:
