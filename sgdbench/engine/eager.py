@@ -199,13 +199,8 @@ def _train(
         if resumed is not None:
             traj.info["resumed_from_step"] = resumed["step"]
     live.start(resumed)
-    state, optimizer, batch, update, lr_at = (
-        live.state,
-        live.training.optimizer,
-        live.batch,
-        live.update,
-        live.lr_at,
-    )
+    state, batch, update, lr_at = live.state, live.batch, live.update, live.lr_at
+    optimizer = live.training.optimizer
     live.problem.model.train()
     clock = WindowClock(device, guard_syncs=True)
     for end in live.ends:
