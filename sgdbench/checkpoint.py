@@ -24,8 +24,10 @@ CHECKPOINT_DIR = "checkpoints"
 
 
 def path_for(spec: RunSpec) -> Path | None:
-    """Where ``spec``'s checkpoint lives, or None when it does not checkpoint."""
-    if not spec.checkpoint_every or not spec.checkpoint_dir:
+    """Where ``spec``'s checkpoint lives, or None when it does not checkpoint (periodically,
+    or at the rungs of successive halving on the eager engine)."""
+    at_rungs = spec.halving is not None and spec.engine == "eager"
+    if not (spec.checkpoint_every or at_rungs) or not spec.checkpoint_dir:
         return None
     return Path(spec.checkpoint_dir) / f"{spec.run_id}.pt"
 

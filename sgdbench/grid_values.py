@@ -26,7 +26,7 @@ from sgdbench.schema_errors import describe, keyed
 STRICT = ConfigDict(extra="forbid", strict=True)
 # [grid] values drawn by [search] (sgdbench.search parses them and draws the trials; the plan
 # validates the drawn values as it validates a list).
-DISTRIBUTIONS = ("loguniform", "uniform", "choice")
+DISTRIBUTIONS = ("loguniform", "uniform", "choice", "randint", "lograndint")
 
 
 def is_distribution(value: Any) -> bool:

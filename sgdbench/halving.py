@@ -7,7 +7,8 @@ its seeds of the full-data training loss at that step (a seed that diverged or f
 ``pruned``. Ties are broken by ``config_id``, so the same grid prunes the same runs.
 
 The stacked engine asks a ``Pruner`` at each rung step and drops the pruned members from the
-stack: the survivors simply go on training, nothing restarts.
+stack: the survivors simply go on training, nothing restarts. The eager engine trains a halving
+group rung by rung, pausing each member at the rung (``engine.eager_halving``).
 """
 
 from __future__ import annotations
@@ -34,17 +35,19 @@ def n_kept(n_configs: int, eta: int) -> int:
     return max(1, math.ceil(n_configs / eta))
 
 
+def median(values: Sequence[float]) -> float:
+    """The median with NaN counted as +inf (a diverged seed sinks its configuration's half)."""
+    clean = sorted(v if math.isfinite(v) else math.inf for v in values)
+    mid = len(clean) // 2
+    if len(clean) % 2:
+        return clean[mid]
+    low, high = clean[mid - 1], clean[mid]
+    return math.inf if math.inf in (low, high) else (low + high) / 2
+
+
 def survivors(scores: dict[str, list[float]], eta: int) -> list[str]:
     """The configurations that continue, best first: the lowest median score over seeds
     (NaN counts as +inf), ties broken by the configuration's id."""
-
-    def median(values: list[float]) -> float:
-        clean = sorted(v if math.isfinite(v) else math.inf for v in values)
-        mid = len(clean) // 2
-        if len(clean) % 2:
-            return clean[mid]
-        low, high = clean[mid - 1], clean[mid]
-        return math.inf if math.inf in (low, high) else (low + high) / 2
 
     ranked = sorted(scores, key=lambda config: (median(scores[config]), config))
     return ranked[: n_kept(len(ranked), eta)]
@@ -60,6 +63,21 @@ def planned_steps(rungs: Sequence[int], total_steps: int, eta: int, members: Seq
         total += sum(per_config[:alive]) * (budget - previous)
         previous, alive = budget, n_kept(alive, eta)
     return total
+
+
+def pruned_message(rung: int, step: int, eta: int) -> str:
+    """The message of a run pruned at ``rung`` (after ``step`` steps)."""
+    return (
+        f"pruned at rung {rung} (step {step}): the median full-data loss over its seeds was not "
+        f"among the best 1/{eta}"
+    )
+
+
+def group_key(spec: Any) -> str:
+    """The eager runs halved together: those with the same budget and rungs (any optimizer,
+    batch size or other axis; the stacked engine halves each stacked group apart)."""
+    plan = spec.halving
+    return f"halving:{spec.steps}:{plan['eta']}:{','.join(map(str, plan['rungs']))}"
 
 
 @dataclass
@@ -145,3 +163,47 @@ def rung_summary(results: Any, all_versions: bool = False) -> str:
         f"{' → '.join(str(c) for c in counts)}; "
         f"{trained:,} of the full grid's {full:,} steps ({trained / full:.0%})."
     )
+
+
+def with_rungs(report_json: str, results: Any, run_ids: Sequence[Sequence[str]]) -> str:
+    """``report --format json`` with, per configuration of a halving grid (``run_ids[i]``: the
+    runs of configuration ``i``), ``halving``: the last rung it reached (``len(rungs)``: the
+    full budget), the steps of the rungs it reached and the loss that ranked it at each (the
+    median over its seeds of the full-data training loss there; null: every seed diverged).
+    Unchanged for other grids."""
+    import json
+    from pathlib import Path
+
+    from sgdbench.store import EVALS_DIR, read_schema_names, read_table
+
+    path = Path(results) / "runs.parquet"
+    if "rung" not in read_schema_names(path):
+        return report_json
+    runs = read_table(path, ["run_id", "search", "rung", "spec"]).to_pandas()
+    halved = runs[runs["search"] == "halving"].set_index("run_id")
+    if halved.empty:
+        return report_json
+    doc = json.loads(report_json)
+    for record, ids in zip(doc["configurations"], run_ids, strict=True):
+        mine = [i for i in ids if i in halved.index]
+        if not mine:
+            continue
+        plan = json.loads(halved.loc[mine[0], "spec"])
+        budgets = [*plan["halving"]["rungs"], plan["steps"]]
+        reached = halved.loc[mine, "rung"].dropna()
+        top = int(reached.max()) if len(reached) else -1
+        losses: list[list[float]] = [[] for _ in budgets[: top + 1]]
+        for run_id in mine:
+            evals = read_table(
+                Path(results) / EVALS_DIR / f"{run_id}.parquet", ["step", "train_loss"]
+            ).to_pandas()
+            at = evals.groupby("step")["train_loss"].last()
+            for k, budget in enumerate(budgets[: top + 1]):
+                losses[k].append(float(at.get(budget, math.inf)))
+        ranked = [median(values) for values in losses]
+        record["halving"] = {
+            "rung": top if top >= 0 else None,
+            "rung_steps": budgets[: top + 1],
+            "rung_loss": [v if math.isfinite(v) else None for v in ranked],
+        }
+    return json.dumps(doc, indent=2, allow_nan=False) + "\n"

@@ -111,13 +111,12 @@ def load_grid(path: str | Path, *, engine: str | None = None, text: str | None =
     specs, notes = list(runs.values()), list[str]()
     if (engine or model.train.engine) != "eager":
         specs, notes = _choose_engines(specs, engine or model.train.engine, file)
-    if search.method == "halving" and any(s.engine != "stacked" for s in specs):
+    if search.method == "halving" and any(s.early_stopping_patience for s in specs):
         raise GridError(
             file,
-            "search.method",
-            'halving runs on the stacked engine ([train] engine = "stacked" or --engine '
-            "stacked), where pruned members leave the stack and the others go on; "
-            + (notes[0].split(": ", 2)[-1] if notes else "this grid runs eager"),
+            "train.early_stopping",
+            "successive halving ranks runs at its rungs and stops them there; early_stopping "
+            "would stop them on its own: use one of the two",
         )
     specs = [replace(s, group_id=group_id(s)) for s in specs]
     return Grid(

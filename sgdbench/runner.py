@@ -168,9 +168,7 @@ def _run_locked(
     store.write_meta(grid.text, environment)
     todo = pending_runs(grid, store.completed_ids(), force)
     ckpt_dir = str((out_dir / checkpoint.CHECKPOINT_DIR).resolve())
-    todo = [
-        dataclasses.replace(s, checkpoint_dir=ckpt_dir) if s.checkpoint_every else s for s in todo
-    ]
+    todo = [dataclasses.replace(s, checkpoint_dir=ckpt_dir) if _checkpoints(s) else s for s in todo]
     if force:
         # From scratch, not from a checkpoint. The old rows stay until each new run commits
         # (the store stages the new files): a kill half way loses no run.
@@ -192,7 +190,8 @@ def _run_locked(
         dynamic_ncols=True,
     )
     stop = StopFlag()
-    pending = PendingRows(store)
+    units = plan(todo)
+    pending = PendingRows(store, units=units)
     failed_in_a_row = 0
     activity = Activity()
 
@@ -204,7 +203,7 @@ def _run_locked(
     try:
         with stop.installed():
             results = executors.get(executor)(
-                plan(todo), stop, options=options or ExecutorOptions(), activity=activity
+                units, stop, options=options or ExecutorOptions(), activity=activity
             )
             for spec, traj in results:
                 pending.add(
@@ -249,6 +248,11 @@ def _run_locked(
     return outcome
 
 
+def _checkpoints(spec: RunSpec) -> bool:
+    """Whether ``spec`` writes checkpoints: periodic ones, or eager halving's at each rung."""
+    return bool(spec.checkpoint_every) or (spec.halving is not None and spec.engine == "eager")
+
+
 class PendingRows:
     """Finished runs whose files are written but whose rows are not yet in runs.parquet.
 
@@ -259,17 +263,36 @@ class PendingRows:
     redoes. A run's checkpoint is removed only once its row is committed.
     """
 
-    def __init__(self, store: Any, every_s: float = 1.0, max_rows: int = 256) -> None:
+    def __init__(
+        self,
+        store: Any,
+        every_s: float = 1.0,
+        max_rows: int = 256,
+        units: list[list[RunSpec]] | None = None,
+    ) -> None:
         self.store, self.every_s, self.max_rows = store, every_s, max_rows
         self.rows: list[dict[str, Any]] = []
         self.specs: list[RunSpec] = []
         self.lock = threading.Lock()
         self.timer: threading.Timer | None = None
+        # A halving unit's rows are committed together: its decisions compare every member,
+        # so a rerun must find all of them committed or none (then it resumes the whole unit).
+        self.whole = {s.run_id: i for i, u in enumerate(units or []) if u[0].halving for s in u}
+        self.sizes = {i: len(u) for i, u in enumerate(units or [])}
+        self.held: dict[int, list[tuple[RunSpec, dict[str, Any]]]] = {}
 
     def add(self, spec: RunSpec, row: dict[str, Any]) -> None:
+        pairs = [(spec, row)]
+        unit = self.whole.get(spec.run_id)
+        if unit is not None:
+            self.held.setdefault(unit, []).append((spec, row))
+            if len(self.held[unit]) < self.sizes[unit]:
+                return
+            pairs = self.held.pop(unit)
         with self.lock:
-            self.rows.append(row)
-            self.specs.append(spec)
+            for held_spec, held_row in pairs:
+                self.rows.append(held_row)
+                self.specs.append(held_spec)
             if len(self.rows) >= self.max_rows:
                 self._flush()
             elif self.timer is None:

@@ -216,7 +216,8 @@ def key_rows() -> list[tuple[str, str, str]]:
         (
             "grid.KEY = {loguniform = ...}",
             "–",
-            "a distribution ({loguniform = [a, b]}, {uniform = [a, b]}, {choice = [...]}): "
+            "a distribution ({loguniform = [a, b]}, {uniform = [a, b]}, {choice = [...]}, "
+            "integers a to b included: {randint = [a, b]}, {lograndint = [a, b]}): "
             "drawn by [search]",
         )
     )

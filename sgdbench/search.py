@@ -6,6 +6,7 @@ list of values::
     lr = {loguniform = [1e-4, 1.0]}        # log-uniform between the ends
     momentum = {uniform = [0.0, 0.99]}
     optimizer = {choice = ["sgd", "adam"]}
+    batch_size = {lograndint = [8, 128]}   # integers, both ends included (or randint)
 
 and ``[search]`` says how to draw them: ``method = "random"`` (independent uniform draws),
 ``"sobol"`` or ``"halton"`` (scrambled quasi-random points: the trials cover the space more
@@ -15,7 +16,8 @@ the same trials. The plain axes of the grid are crossed with the trials (every t
 seed). ``method = "halving"`` prunes the grid's configurations by successive halving
 (``sgdbench.halving``); its distributions, if any, are drawn by ``sampler`` (default random).
 
-Sampled numbers are rounded to 6 significant digits, so that tables and run ids stay readable.
+Sampled numbers are rounded to 6 significant digits, so that tables and run ids stay readable;
+``randint`` and ``lograndint`` draw integers (uniformly, or log-uniformly) between both ends.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ SEARCH_KEYS: dict[str, str] = {
     "min_epochs": "halving: the first rung's budget in epochs (or min_steps)",
 }
 SIGNIFICANT_DIGITS = 6
+INTEGER_KINDS = ("randint", "lograndint")  # integers, both ends included
 
 
 @dataclass(frozen=True)
@@ -60,11 +63,23 @@ class Distribution:
         if self.kind == "choice":
             return self.values[min(int(u * len(self.values)), len(self.values) - 1)]
         low, high = self.values
+        if self.kind in INTEGER_KINDS:
+            return _integer_at(self.kind, low, high, u)
         if self.kind == "loguniform":
             value = math.exp(math.log(low) + u * (math.log(high) - math.log(low)))
         else:
             value = low + u * (high - low)
         return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+
+
+def _integer_at(kind: str, low: int, high: int, u: float) -> int:
+    """``randint``: each of low..high equally likely; ``lograndint``: log-uniform over
+    [low, high + 1), rounded down (so 8..15 is as likely as 64..127)."""
+    if kind == "randint":
+        value = low + math.floor(u * (high - low + 1))
+    else:
+        value = math.floor(math.exp(math.log(low) + u * (math.log(high + 1) - math.log(low))))
+    return int(min(max(value, low), high))
 
 
 def parse_distribution(key: str, value: dict[str, Any]) -> Distribution:
@@ -77,6 +92,8 @@ def parse_distribution(key: str, value: dict[str, Any]) -> Distribution:
         if not args:
             raise KeyedError(where, "choice needs at least one value")
         return Distribution(key, kind, tuple(args))
+    if kind in INTEGER_KINDS:
+        return _integer_distribution(where, key, kind, args)
     if len(args) != 2 or not all(
         isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in args
     ):
@@ -86,6 +103,17 @@ def parse_distribution(key: str, value: dict[str, Any]) -> Distribution:
         raise KeyedError(where, f"{kind} needs low < high, got {args!r}")
     if kind == "loguniform" and low <= 0:
         raise KeyedError(where, f"loguniform needs low > 0, got {args!r}")
+    return Distribution(key, kind, (low, high))
+
+
+def _integer_distribution(where: str, key: str, kind: str, args: list[Any]) -> Distribution:
+    if len(args) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in args):
+        raise KeyedError(where, f"{kind} takes [low, high] (two integers), got {args!r}")
+    low, high = args
+    if not low < high:
+        raise KeyedError(where, f"{kind} needs low < high, got {args!r}")
+    if kind == "lograndint" and low < 1:
+        raise KeyedError(where, f"lograndint needs low >= 1, got {args!r}")
     return Distribution(key, kind, (low, high))
 
 
@@ -181,15 +209,7 @@ def plan(search: Any, grid: dict[str, Any]) -> SearchPlan:
 
     Raises ``KeyedError`` whose key is the full dotted location (``search.trials``, ``grid.lr``).
     """
-    if search is not None and not isinstance(search, dict):
-        raise KeyedError("search", "must be a table ([search])")
-    search = search or {}
-    for key in search:
-        if key not in SEARCH_KEYS:
-            hint = did_you_mean(key, SEARCH_KEYS)
-            raise KeyedError(
-                f"search.{key}", f"unknown key{hint} (allowed: {', '.join(SEARCH_KEYS)})"
-            )
+    search = _check_keys(search)
     distributions = tuple(parse_distribution(k, v) for k, v in grid.items() if is_distribution(v))
     if not search:
         if distributions:
@@ -208,40 +228,14 @@ def plan(search: Any, grid: dict[str, Any]) -> SearchPlan:
     eta, min_steps, min_epochs = 3, None, None
     sampler: str | None = method
     if method == "halving":
-        eta = _int("search.eta", search.get("eta", 3), 2)
-        if ("min_steps" in search) == ("min_epochs" in search):
-            raise KeyedError("search", "halving needs exactly one of min_steps or min_epochs")
-        if "min_steps" in search:
-            min_steps = _int("search.min_steps", search["min_steps"], 1)
-        else:
-            min_epochs = _int("search.min_epochs", search["min_epochs"], 1)
-        sampler = search.get("sampler", "random") if distributions else None
-        if distributions and sampler not in SAMPLERS:
-            raise KeyedError(
-                "search.sampler", f"must be one of {', '.join(SAMPLERS)}, got {sampler!r}"
-            )
+        eta, min_steps, min_epochs = _halving_settings(search)
+        sampler = _halving_sampler(search, distributions)
     if sampler is not None and not distributions:
         raise KeyedError(
             "search.method",
             f"{method} needs a distribution in [grid], e.g. lr = {{loguniform = [1e-4, 1.0]}}",
         )
-    if distributions:
-        if "trials" not in search:
-            raise KeyedError("search.trials", "required: the number of sampled configurations")
-        trials_n = _int("search.trials", search["trials"], 1)
-        if trials_n > MAX_TRIALS:
-            raise KeyedError(
-                "search.trials", f"{trials_n:_} trials, more than the limit of {MAX_TRIALS:_}"
-            )
-    elif "trials" in search:
-        raise KeyedError("search.trials", "needs a distribution in [grid] to sample")
-    trials: tuple[tuple[Any, ...], ...] = ()
-    if distributions:
-        assert sampler is not None
-        points = unit_points(sampler, trials_n, len(distributions), seed)
-        trials = tuple(
-            tuple(d.at(float(u)) for d, u in zip(distributions, row, strict=True)) for row in points
-        )
+    trials = _draw(search, distributions, sampler, seed)
     index: dict[tuple[str, ...], int] = {}
     for i, trial in enumerate(trials):
         index.setdefault(_trial_key(trial), i)  # a repeated draw (a choice) is one trial
@@ -255,6 +249,64 @@ def plan(search: Any, grid: dict[str, Any]) -> SearchPlan:
         min_steps=min_steps,
         min_epochs=min_epochs,
         _index=index,
+    )
+
+
+def _check_keys(search: Any) -> dict[str, Any]:
+    """``[search]`` as a table (empty when absent) whose keys are all known."""
+    if search is not None and not isinstance(search, dict):
+        raise KeyedError("search", "must be a table ([search])")
+    for key in search or {}:
+        if key not in SEARCH_KEYS:
+            hint = did_you_mean(key, SEARCH_KEYS)
+            raise KeyedError(
+                f"search.{key}", f"unknown key{hint} (allowed: {', '.join(SEARCH_KEYS)})"
+            )
+    return search or {}
+
+
+def _halving_settings(search: dict[str, Any]) -> tuple[int, int | None, int | None]:
+    """Halving's eta and its first rung: (eta, min_steps, min_epochs), exactly one set."""
+    eta = _int("search.eta", search.get("eta", 3), 2)
+    if ("min_steps" in search) == ("min_epochs" in search):
+        raise KeyedError("search", "halving needs exactly one of min_steps or min_epochs")
+    if "min_steps" in search:
+        return eta, _int("search.min_steps", search["min_steps"], 1), None
+    return eta, None, _int("search.min_epochs", search["min_epochs"], 1)
+
+
+def _halving_sampler(search: dict[str, Any], distributions: tuple[Distribution, ...]) -> Any:
+    """How halving draws its distributions (None without any)."""
+    if not distributions:
+        return None
+    sampler = search.get("sampler", "random")
+    if sampler not in SAMPLERS:
+        raise KeyedError("search.sampler", f"must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    return sampler
+
+
+def _draw(
+    search: dict[str, Any],
+    distributions: tuple[Distribution, ...],
+    sampler: str | None,
+    seed: int,
+) -> tuple[tuple[Any, ...], ...]:
+    """The trials: ``search.trials`` points drawn by ``sampler`` (none without distributions)."""
+    if not distributions:
+        if "trials" in search:
+            raise KeyedError("search.trials", "needs a distribution in [grid] to sample")
+        return ()
+    if "trials" not in search:
+        raise KeyedError("search.trials", "required: the number of sampled configurations")
+    trials_n = _int("search.trials", search["trials"], 1)
+    if trials_n > MAX_TRIALS:
+        raise KeyedError(
+            "search.trials", f"{trials_n:_} trials, more than the limit of {MAX_TRIALS:_}"
+        )
+    assert sampler is not None
+    points = unit_points(sampler, trials_n, len(distributions), seed)
+    return tuple(
+        tuple(d.at(float(u)) for d, u in zip(distributions, row, strict=True)) for row in points
     )
 
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -13,8 +19,10 @@ import pytest
 
 from sgdbench import halving
 from sgdbench.engine import execute_unit, plan
+from sgdbench.engine.context import StopRequested
+from sgdbench.metrics import loss_digest
 from sgdbench.plan import load_grid
-from tests.helpers import cli
+from tests.helpers import REPO, cli, cli_subprocess, wait_until
 
 GRID = """
     name = "halved"
@@ -149,7 +157,12 @@ def test_halving_run_ids_differ_from_the_plain_grid(write_grid: Callable[..., Pa
     [
         ("min_steps = 10", "", "search: halving needs exactly one of min_steps or min_epochs"),
         ("eta = 3", "eta = 1", "search.eta: must be an integer >= 2, got 1"),
-        ('engine = "stacked"', 'engine = "eager"', "search.method: halving runs on the stacked"),
+        (
+            '"linear"\n    n_samples = 128\n    n_features = 4\n    noise = 0.1\n    [train]',
+            '"logistic"\n    n_samples = 128\n    n_features = 4\n    [train]\n'
+            "    early_stopping = {patience = 2}",
+            "train.early_stopping: successive halving ranks runs at its rungs",
+        ),
     ],
 )
 def test_bad_halving_is_one_line_exit_2(
@@ -161,3 +174,202 @@ def test_bad_halving_is_one_line_exit_2(
     assert result.stderr.strip().startswith(f"{grid}: {message}")
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+EAGER_GRID = GRID.replace('engine = "stacked"', 'engine = "eager"')
+
+
+def test_eager_halving_trains_rung_by_rung_and_survivors_are_the_plain_runs(
+    write_grid: Callable[..., Path],
+) -> None:
+    grid = load_grid(write_grid(EAGER_GRID))
+    assert {s.engine for s in grid.runs} == {"eager"}
+    units = plan(grid.runs)
+    assert [len(u) for u in units] == [27]  # the halving group is one unit of work
+    trajs = execute_unit(units[0])
+    steps = {t.status: sorted({t.steps for tt in trajs if tt.status == t.status}) for t in trajs}
+    assert steps["ok"] == [90] and set(steps["pruned"]) <= {10, 30}
+    assert sum(t.status == "ok" for t in trajs) == 3  # 9 -> 3 -> 1 configuration, 3 seeds
+    assert {t.info["rung"] for t in trajs if t.status == "ok"} == {2}
+    assert all(t.info["rung"] == [10, 30].index(t.steps) for t in trajs if t.status == "pruned")
+    # Paused and resumed, never restarted: a survivor's losses are the run's without halving.
+    for i in [i for i, t in enumerate(trajs) if t.status == "ok"]:
+        alone = execute_unit([replace(units[0][i], halving=None)])[0]
+        np.testing.assert_array_equal(alone.losses, trajs[i].losses)
+        assert trajs[i].steps_to_target == alone.steps_to_target
+    pruned = next(i for i, t in enumerate(trajs) if t.status == "pruned" and t.steps == 30)
+    prefix = execute_unit([replace(units[0][pruned], halving=None)])[0].losses
+    np.testing.assert_array_equal(prefix[:30], trajs[pruned].losses)
+    assert trajs[pruned].message.startswith("pruned at rung 1 (step 30)")
+    assert trajs[pruned].evals["step"] == [0, 10, 30]  # each rung evaluates
+    # Deterministic: the same grid prunes the same runs.
+    again = execute_unit(plan(load_grid(write_grid(EAGER_GRID, name="again.toml")).runs)[0])
+    assert [t.status for t in again] == [t.status for t in trajs]
+
+
+def test_eager_halving_groups_across_optimizers(write_grid: Callable[..., Path]) -> None:
+    text = EAGER_GRID.replace("batch_size = 8", 'batch_size = 8\n    optimizer = ["sgd", "adam"]')
+    specs = load_grid(write_grid(text)).runs
+    (unit,) = plan(specs)  # one halving: the optimizers compete at each rung
+    assert len(unit) == 54
+    short = load_grid(write_grid(text.replace("steps = 90", "steps = 80"), name="b.toml")).runs
+    assert len(plan(specs + short)) == 2  # another budget (other rungs) is another halving
+
+
+def test_eager_halving_resumes_from_the_last_rung_reached(
+    write_grid: Callable[..., Path], tmp_path: Path
+) -> None:
+    grid = load_grid(write_grid(EAGER_GRID))
+    reference = execute_unit(plan(grid.runs)[0])
+    ckpt = tmp_path / "checkpoints"
+    unit = [replace(s, checkpoint_dir=str(ckpt)) for s in plan(grid.runs)[0]]
+    # Every member that reaches the first rung leaves its state there (the diverged do not).
+    paused = sum(t.status in ("ok", "pruned") for t in reference)
+    # Stop (as Ctrl-C does) once a survivor's state at the second rung replaced its first
+    # (a new file, atomically renamed): the next window end is inside the last stretch.
+    survivor = ckpt / f"{unit[[t.status for t in reference].index('ok')].run_id}.pt"
+    inodes: set[int] = set()
+
+    def second_rung_written() -> bool:
+        if survivor.exists():
+            inodes.add(survivor.stat().st_ino)
+        return len(inodes) > 1
+
+    with pytest.raises(StopRequested):
+        execute_unit(unit, should_stop=second_rung_written)
+    assert len(list(ckpt.glob("*.pt"))) == paused
+    resumed = execute_unit(unit)
+    assert [t.status for t in resumed] == [t.status for t in reference]
+    for again, ref in zip(resumed, reference, strict=True):
+        np.testing.assert_array_equal(again.losses, ref.losses)
+        assert again.evals["train_loss"] == ref.evals["train_loss"]
+    # Nothing redone before the last rung each member reached.
+    starts = {t.info.get("resumed_from_step") for t in resumed if t.status == "ok"}
+    assert starts == {30}
+    assert all(t.info.get("resumed_from_step") == t.steps for t in resumed if t.status == "pruned")
+
+
+@pytest.mark.parametrize(
+    "executor",
+    [
+        ["--jobs", "2"],
+        pytest.param(["--executor", "dask", "--jobs", "2"], marks=pytest.mark.slow, id="dask"),
+    ],
+)
+def test_eager_halving_on_executors_commits_every_run_and_report_json_shows_rungs(
+    write_grid: Callable[..., Path], tmp_path: Path, executor: list[str]
+) -> None:
+    if "dask" in executor:
+        pytest.importorskip("distributed")
+    grid = write_grid(EAGER_GRID)
+    reference = execute_unit(plan(load_grid(grid).runs)[0])
+    out = tmp_path / "out"
+    ran = cli("run", grid, "--out", out, "-q", *executor)
+    assert ran.exit_code == 0, ran
+    runs = pd.read_parquet(out / "runs.parquet").set_index("run_id")
+    # Worker processes make the same decisions, and a committed run leaves no checkpoint.
+    assert [runs.loc[t.run_id, "status"] for t in reference] == [t.status for t in reference]
+    digests = [runs.loc[t.run_id, "loss_digest"] for t in reference]
+    assert digests == [loss_digest(t.losses) for t in reference]
+    assert not list((out / "checkpoints").glob("*.pt"))
+    report = json.loads(cli("report", out, "--format", "json").stdout)
+    rungs = {c["lr"]: c["halving"] for c in report["configurations"]}
+    assert len(rungs) == 9
+    (best,) = [h for h in rungs.values() if h["rung"] == 2]
+    assert best["rung_steps"] == [10, 30, 90] and len(best["rung_loss"]) == 3
+    at_second = [h["rung_loss"][1] for h in rungs.values() if h["rung"] == 1]
+    assert len(at_second) == 2 and best["rung_loss"][1] <= min(at_second)
+    # The loss that ranked a configuration is the median over its seeds at the rung.
+    survivor = runs[runs["status"] == "ok"].index
+    at_30 = [pd.read_parquet(out / "evals" / f"{r}.parquet").set_index("step") for r in survivor]
+    assert best["rung_loss"][1] == pytest.approx(
+        float(np.median([e.loc[30, "train_loss"] for e in at_30]))
+    )
+
+
+LONG_HALVING = """
+name = "long_halving"
+[problem]
+name = "linear"
+n_samples = 128
+n_features = 4
+[train]
+steps = 1000
+eval_every = 0
+[grid]
+lr = [0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]
+batch_size = 8
+seed = [0, 1, 2]
+[search]
+method = "halving"
+eta = 3
+min_steps = 10
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_during_eager_halving_resumes_from_the_last_rung(tmp_path: Path) -> None:
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    (ref / "grid.toml").write_text(LONG_HALVING)
+    done = cli_subprocess("run", "grid.toml", "--out", "out", "-q", cwd=ref)
+    assert done.returncode == 0, done.stderr
+    expected = pd.read_parquet(ref / "out" / "runs.parquet").set_index("run_id")
+    survivor = expected.index[expected["status"] == "ok"][0]
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "grid.toml").write_text(LONG_HALVING)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    args = [sys.executable, "-m", "sgdbench", "run", "grid.toml", "--out", "out", "-q"]
+    proc = subprocess.Popen(args, cwd=work, env=env, stderr=subprocess.DEVNULL)
+    ckpt = work / "out" / "checkpoints" / f"{survivor}.pt"
+    inodes: set[int] = set()
+
+    def third_rung_written() -> bool:  # each rung's state is a new file renamed into place
+        with contextlib.suppress(FileNotFoundError):
+            inodes.add(ckpt.stat().st_ino)
+        return len(inodes) >= 3
+
+    try:
+        wait_until(third_rung_written, what="a survivor's checkpoint at the third rung")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not (work / "out" / "runs.parquet").exists()  # killed inside the unit
+
+    again = cli_subprocess("run", "grid.toml", "--out", "out", "-q", cwd=work)
+    assert again.returncode == 0, again.stderr
+    runs = pd.read_parquet(work / "out" / "runs.parquet").set_index("run_id")
+    assert runs["loss_digest"].to_dict() == expected["loss_digest"].to_dict()
+    assert runs["status"].to_dict() == expected["status"].to_dict()
+    # The survivors went on from the last rung each had reached (30 or 90 steps), not from 0.
+    resumed = runs.loc[runs["status"] == "ok", "resumed_from_step"]
+    assert (resumed >= 30).all() and resumed.max() >= 90
+    assert not list((work / "out" / "checkpoints").glob("*.pt"))
+
+
+def test_a_halving_units_rows_are_committed_together(write_grid: Callable[..., Path]) -> None:
+    from sgdbench.runner import PendingRows
+
+    class Store:
+        def __init__(self) -> None:
+            self.commits: list[list[str]] = []
+
+        def commit_rows(self, rows: list[dict[str, str]]) -> None:
+            self.commits.append([r["run_id"] for r in rows])
+
+    halved = plan(load_grid(write_grid(EAGER_GRID)).runs)
+    plain = plan(load_grid(write_grid(EAGER_GRID.split("[search]")[0], name="plain.toml")).runs)
+    store = Store()
+    pending = PendingRows(store, every_s=3600, max_rows=10, units=[*halved, *plain[:2]])
+    (unit,) = halved
+    for spec in unit[:-1]:  # more than max_rows, but not the whole unit: nothing committed
+        pending.add(spec, {"run_id": spec.run_id})
+    pending.flush()
+    assert store.commits in ([], [[]])
+    pending.add(plain[0][0], {"run_id": plain[0][0].run_id})  # a plain run commits as usual
+    pending.flush()
+    assert store.commits[-1] == [plain[0][0].run_id]
+    pending.add(unit[-1], {"run_id": unit[-1].run_id})  # the last member: all 27 at once
+    assert store.commits[-1] == [s.run_id for s in unit]

@@ -42,6 +42,7 @@ def trials(method: str, n: int, seed: int, **grid: object) -> tuple[tuple[object
 
 
 LR = {"loguniform": [1e-4, 1.0]}
+RANDOM = {"method": "random", "trials": 4}
 
 
 @pytest.mark.parametrize("method", ["random", "sobol", "halton"])
@@ -81,6 +82,34 @@ def test_sampled_numbers_are_rounded_to_six_digits() -> None:
         assert float(f"{lr:.6g}") == lr
 
 
+def test_randint_draws_every_integer_between_both_ends_equally() -> None:
+    values = [t[0] for t in trials("random", 6000, 0, k={"randint": [3, 8]})]
+    assert all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+    counts = np.bincount(values, minlength=9)[3:]
+    assert counts.sum() == 6000 and len(counts) == 6  # 3..8, both ends included
+    np.testing.assert_allclose(counts / 6000, 1 / 6, atol=0.02)
+
+
+def test_lograndint_gives_each_octave_the_same_share() -> None:
+    values = np.array([t[0] for t in trials("sobol", 4096, 1, b={"lograndint": [8, 127]})])
+    assert values.min() == 8 and values.max() == 127
+    # [8, 16), [16, 32), [32, 64), [64, 128): a quarter each (uniform would put half in the last)
+    per_octave = np.histogram(values, bins=[8, 16, 32, 64, 128])[0] / len(values)
+    np.testing.assert_allclose(per_octave, 0.25, atol=0.01)
+
+
+def test_integer_distribution_on_batch_size_runs_as_integers(
+    write_grid: Callable[..., Path],
+) -> None:
+    text = GRID.format(method="random", trials=5, seed=0).replace(
+        "batch_size = 16", "batch_size = {lograndint = [4, 32]}"
+    )
+    grid = load_grid(write_grid(text))
+    sizes = {s.batch_size for s in grid.runs}
+    assert sizes <= set(range(4, 33)) and len(sizes) > 1
+    assert all(isinstance(s.axes["batch_size"], int) for s in grid.runs)
+
+
 @pytest.mark.parametrize(
     ("search_table", "grid", "key", "message"),
     [
@@ -94,6 +123,10 @@ def test_sampled_numbers_are_rounded_to_six_digits() -> None:
         ({"method": "random", "trails": 2}, {"lr": LR}, "search.trails", "did you mean trials?"),
         ({"method": "random", "trials": 2}, {"lr": [0.1]}, "search.method", "distribution"),
         ({"method": "random", "trials": 2, "eta": 3}, {"lr": LR}, "search.eta", "halving"),
+        (RANDOM, {"batch_size": {"randint": [8, 64.0]}}, "grid.batch_size", "two integers"),
+        (RANDOM, {"batch_size": {"randint": [64, 8]}}, "grid.batch_size", "low < high"),
+        (RANDOM, {"batch_size": {"lograndint": [0, 8]}}, "grid.batch_size", "low >= 1"),
+        (RANDOM, {"batch_size": {"randint": [1, True]}}, "grid.batch_size", "two integers"),
     ],
 )
 def test_bad_search_is_a_keyed_error(

@@ -176,58 +176,34 @@ def run(
     return train_unit([spec], train, "batch_size")[0]
 
 
+FROM_CHECKPOINT: dict[str, Any] = {}  # ``resumed``'s default: the spec's checkpoint, if any
+
+
 def _train(
     spec: RunSpec,
     device: torch.device,
     traj: Trajectory,
     should_stop: Callable[[], bool] | None,
     target: float | None,
-) -> None:
-    problem = build_for_run(spec)
-    problem.to(device)
-    params = problem.trainable_parameters()
-    if not params:
-        traj.status = "stalled"
-        traj.message = (
-            "stalled: no trainable parameters (every parameter has "
-            "requires_grad=False: frozen weights)"
-        )
-        return
-    optimizer, impl = optimizers.build_optimizer(
-        spec.optimizer_class, params, spec.lr, spec.optimizer_kwargs, spec.optimizer_impl, device
-    )
-    # The lr of every step, as recorded in the steps table; None for a constant lr.
-    lr_at: list[float] | None = None
-    if spec.schedule["name"] != "constant":
-        lr_at = schedules.lr_per_step(spec.schedule, spec.lr, spec.steps, spec.steps).tolist()
-    traj.info.update(optimizer_impl=impl, **run_info(spec, device))
-    traj.info["n_parameters"] = sum(p.numel() for p in params)
-
-    training = EagerTraining(problem, optimizer, device)
-    state = RunState(spec, traj.evals)
-    batch = Batches(problem, spec, device)
-    update = make_update(problem, optimizer, optimizers.needs_closure(spec.optimizer_class))
-    search = TargetSearch(EagerReplay(training, update, batch, lr_at), target)
-    every = spec.checkpoint_every if checkpoint.path_for(spec) else 0
-    resumed = checkpoint.load(spec) if every else None
-    if resumed is not None:
-        training.load_state_dict(resumed)
-        state.load_state_dict(resumed)
-        traj.info["resumed_from_step"] = state.step
-        if "target_search" in resumed:
-            search.load_state_dict(resumed["target_search"])
-        else:  # a checkpoint from before exact targets: search from here on
-            search.mark([state])
-    else:
-        _record_eval(state, problem, search)
-    before = [p.detach().clone() for p in params] if state.step == 0 else []
-
-    problem.model.train()
+    resumed: dict[str, Any] | None = FROM_CHECKPOINT,
+    pause_at: int | None = None,
+) -> dict[str, Any] | None:
+    """Train ``spec`` into ``traj`` from ``resumed`` (a saved state; by default the spec's own
+    checkpoint, if it has one) to its end, or until ``pause_at`` steps (a halving rung): then
+    the run is not finished and its saved state is returned (``EagerRun.saved``)."""
+    live = EagerRun.build(spec, device, traj, target)
+    if live is None:
+        return None
+    if resumed is FROM_CHECKPOINT:
+        resumed = checkpoint.load(spec) if live.every else None
+        if resumed is not None:
+            traj.info["resumed_from_step"] = resumed["step"]
+    live.start(resumed)
+    state, batch, update, lr_at = live.state, live.batch, live.update, live.lr_at
+    optimizer = live.training.optimizer
+    live.problem.model.train()
     clock = WindowClock(device, guard_syncs=True)
-    # Checks and decisions happen only at these ends; the extra checkpoint ends are save points,
-    # so checkpointing cannot change where a run stops (nor its losses, nor its run_id).
-    decision_ends = set(window_ends(spec, state.warmup))
-    for end in window_ends(spec, state.warmup, every):
+    for end in live.ends:
         if end <= state.step:
             continue
         # ---- hot loop: nothing here reads a value back from the device -----------------------
@@ -241,29 +217,126 @@ def _train(
                 loss = update(xb, yb)
                 pending.append(loss.detach())
         # ---- bookkeeping, clock stopped --------------------------------------------------------
-        losses = torch.stack(pending).float().cpu().numpy()
-        state.record_window(losses, clock.elapsed, clock.cpu_elapsed)
-        if before:
-            stalled = checks.stall_message(problem, params, before)
-            state.verdict = Verdict("stalled", stalled) if stalled else None
-            before = []
-        if state.wants_parameters():
-            state.record_parameters(training.flat_parameters())
-        if state.step in decision_ends:
-            state.verdict = _decide(state, problem, search)
-            if state.verdict is not None:
-                break
+        if live.after_window(torch.stack(pending), clock):
+            break  # a verdict: the run ends here
+        if state.step == pause_at:
+            return live.saved()
         stop = should_stop is not None and should_stop() and state.step < spec.steps
-        if every and (state.step % every == 0 or stop) and state.step < spec.steps:
-            saved = {**state.state_dict(), **training.state_dict()}
-            checkpoint.save(spec, {**saved, "target_search": search.state_dict()})
+        live.checkpoint(stop)
         if stop:  # a run that has done all its steps is finished, Ctrl-C or not
             raise StopRequested
-    if not state.evaluated_now():
-        _record_eval(state, problem, search)
-    state.finish(traj)
-    if spec.save_model:
-        traj.model_state = {k: v.detach().cpu() for k, v in problem.model.state_dict().items()}
+    live.finish()
+    return None
+
+
+class EagerRun:
+    """One eager run's live objects and bookkeeping around the hot loop in ``_train``: the
+    start (fresh or from a saved state), the checks at each window end, checkpoints, the end."""
+
+    def __init__(
+        self, spec: RunSpec, traj: Trajectory, training: EagerTraining, target: float | None
+    ) -> None:
+        problem, optimizer = training.problem, training.optimizer
+        self.spec, self.traj, self.training, self.problem = spec, traj, training, problem
+        self.params = training.params
+        # The lr of every step, as recorded in the steps table; None for a constant lr.
+        self.lr_at: list[float] | None = None
+        if spec.schedule["name"] != "constant":
+            lrs = schedules.lr_per_step(spec.schedule, spec.lr, spec.steps, spec.steps)
+            self.lr_at = lrs.tolist()
+        self.state = RunState(spec, traj.evals)
+        self.batch = Batches(problem, spec, training.device)
+        closure = optimizers.needs_closure(spec.optimizer_class)
+        self.update = make_update(problem, optimizer, closure)
+        replay = EagerReplay(training, self.update, self.batch, self.lr_at)
+        self.search = TargetSearch(replay, target)
+        self.every = spec.checkpoint_every if checkpoint.path_for(spec) else 0
+        # Halving rungs are decision ends with an evaluation, as on the stacked engine (also
+        # when the run trains alone, so that it trains exactly as in its halving group).
+        self.rungs = set(spec.halving["rungs"]) if spec.halving else set()
+        # Checks and decisions happen only at these ends; the extra checkpoint ends are save
+        # points, so checkpointing cannot change where a run stops (nor its losses, nor its id).
+        self.decision_ends = {*window_ends(spec, self.state.warmup), *self.rungs}
+        self.ends = sorted({*window_ends(spec, self.state.warmup, self.every), *self.rungs})
+        self.before: list[Tensor] = []
+
+    @classmethod
+    def build(
+        cls, spec: RunSpec, device: torch.device, traj: Trajectory, target: float | None
+    ) -> EagerRun | None:
+        """Build the problem and optimizer on ``device``; None (and ``traj`` stalled) when the
+        problem has no trainable parameter."""
+        problem = build_for_run(spec)
+        problem.to(device)
+        params = problem.trainable_parameters()
+        if not params:
+            traj.status = "stalled"
+            traj.message = (
+                "stalled: no trainable parameters (every parameter has "
+                "requires_grad=False: frozen weights)"
+            )
+            return None
+        optimizer, impl = optimizers.build_optimizer(
+            spec.optimizer_class,
+            params,
+            spec.lr,
+            spec.optimizer_kwargs,
+            spec.optimizer_impl,
+            device,
+        )
+        traj.info.update(optimizer_impl=impl, **run_info(spec, device))
+        traj.info["n_parameters"] = sum(p.numel() for p in params)
+        return cls(spec, traj, EagerTraining(problem, optimizer, device), target)
+
+    def start(self, resumed: dict[str, Any] | None) -> None:
+        """From ``resumed`` (a saved state), or from step 0 with the initial evaluation."""
+        if resumed is not None:
+            self.training.load_state_dict(resumed)
+            self.state.load_state_dict(resumed)
+            if "target_search" in resumed:
+                self.search.load_state_dict(resumed["target_search"])
+            else:  # a checkpoint from before exact targets: search from here on
+                self.search.mark([self.state])
+        else:
+            _record_eval(self.state, self.problem, self.search)
+        if self.state.step == 0:
+            self.before = [p.detach().clone() for p in self.params]
+
+    def after_window(self, losses: Tensor, clock: WindowClock) -> bool:
+        """Record the window just trained and run the checks; True when the run ends here."""
+        state = self.state
+        state.record_window(losses.float().cpu().numpy(), clock.elapsed, clock.cpu_elapsed)
+        if self.before:
+            stalled = checks.stall_message(self.problem, self.params, self.before)
+            state.verdict = Verdict("stalled", stalled) if stalled else None
+            self.before = []
+        if state.wants_parameters():
+            state.record_parameters(self.training.flat_parameters())
+        if state.step in self.decision_ends:
+            state.verdict = _decide(state, self.problem, self.search)
+            if state.verdict is None and state.step in self.rungs and not state.evaluated_now():
+                _record_eval(state, self.problem, self.search)  # the rung's ranking loss
+        return state.verdict is not None
+
+    def saved(self) -> dict[str, Any]:
+        """Everything a later start needs to continue bit for bit (a checkpoint's content)."""
+        saved = {**self.state.state_dict(), **self.training.state_dict()}
+        return {**saved, "target_search": self.search.state_dict()}
+
+    def checkpoint(self, stop: bool) -> None:
+        """Save a checkpoint at its period, or now when stopping, unless the run is done."""
+        step = self.state.step
+        if self.every and (step % self.every == 0 or stop) and step < self.spec.steps:
+            checkpoint.save(self.spec, self.saved())
+
+    def finish(self) -> None:
+        """The run ended (its steps done, or a verdict): write its result into ``traj``."""
+        if not self.state.evaluated_now():
+            _record_eval(self.state, self.problem, self.search)
+        self.state.finish(self.traj)
+        if self.spec.save_model:
+            model = self.problem.model
+            self.traj.model_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
 def _decide(state: RunState, problem: Problem, search: TargetSearch) -> Verdict | None:

@@ -31,7 +31,10 @@ def repeat_unit(
     if wanted <= 1 or not any(t.status in TIMED for t in first):
         return first
     # Repeats start from scratch: no checkpoint to resume from, no model file to write again.
-    again_unit = [dataclasses.replace(s, checkpoint_every=0, save_model=False) for s in unit]
+    again_unit = [
+        dataclasses.replace(s, checkpoint_every=0, checkpoint_dir=None, save_model=False)
+        for s in unit
+    ]
     for k in range(1, wanted):
         if should_stop is not None and should_stop():
             break

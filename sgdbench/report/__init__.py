@@ -176,14 +176,15 @@ def render(
             f"--best picked over {', '.join(table.attrs['tuned'])} per "
             + " × ".join(table.attrs["best_group"])
         )
-    from sgdbench.halving import rung_summary
+    from sgdbench.halving import rung_summary, with_rungs
 
     rungs = rung_summary(results, all_versions)  # successive halving's rungs; "" for other grids
     if rungs:
         notes.append(rungs)
     chosen = parse_columns(columns) or None
     if fmt == "json":
-        return to_json(table, head, results, parse_columns(by))
+        doc = to_json(table, head, results, parse_columns(by))
+        return with_rungs(doc, results, list(table["run_ids"]))  # halving: each one's rungs
     if fmt == "csv":
         return to_csv(table)
     if fmt == "markdown":
