@@ -80,11 +80,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=1, help="[train] repeat of the grid")
+    parser.add_argument("--keep", type=Path, help="write the trial folders here (kept)")
     parser.add_argument("compare_options", nargs="*", help="extra sgdbench compare options")
     args = parser.parse_args()
     alarms = catches = 0
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
+        root = args.keep or Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
         grid = root / "grid.toml"
         grid.write_text(textwrap.dedent(GRID.format(repeat=args.repeat)))
         for trial in range(1, args.trials + 1):
