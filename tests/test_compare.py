@@ -329,6 +329,8 @@ def test_heavy_run_to_run_noise_is_not_a_regression(seeds: Path, tmp_path: Path)
     row = by_lr(doc)[0.05]["steps/s"]
     assert row["change"] == pytest.approx(-0.24, abs=0.03)
     assert code == 0 and not row["regression"] and not row["significant"]
+    assert row["units"] == [2, 2]
+    assert "2 timed run(s) a side (seeds × repeats)" in cli("compare", base, new).stdout
     assert compare_json(base, new) == (code, doc)  # a formula: the same decision every time
     # Runs 10% apart, and 1.5x slower: beyond the noise.
     steady = edited(seeds, tmp_path / "steady", speeds({0: 1.0, 1: 0.9}))

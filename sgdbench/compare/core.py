@@ -88,6 +88,7 @@ def _row(
                 b[m.column], n[m.column], rate, True, limits[m.key], tested_change=True
             )
             c["clock"] = "cpu" if pair.cpu else "wall"
+            c["units"] = list(rate.units)
         elif m.key == "time_to_target_s":
             c = stats.time_to_target_change(b, n, rate, wall, limits[m.key])
         else:

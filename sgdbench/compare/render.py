@@ -13,6 +13,10 @@ from sgdbench.compare.core import Comparison, compare
 from sgdbench.compare.limits import METRICS, Threshold, parse_fail_on, parse_threshold
 
 COMPARE_SCHEMA_VERSION = 3
+# Fewer timed runs (seeds x repeats) than this a side get a hint: 2 seeds x 3 repeats kept the
+# false alarms and the misses of benchmarks/compare_trials.py near 1 in 20 on a loaded machine,
+# 2 seeds x 1 did not (docs/performance.md).
+FIRM_UNITS = 6
 
 
 def _fmt_change(c: dict[str, Any], *, values: bool, fmt: Any) -> str:
@@ -137,6 +141,12 @@ def _summary_lines(comp: Comparison) -> list[str]:
         "the configurations",
         *_detail_lines(comp),
     ]
+    fewest = min((min(c["units"]) for c in timed if c.get("units") and min(c["units"])), default=0)
+    if 0 < fewest < FIRM_UNITS:
+        lines.append(
+            f"steps/s: {fewest} timed run(s) a side (seeds × repeats); {FIRM_UNITS} or more, "
+            "e.g. 2 seeds and `sgdbench run --repeat 3`, make a firmer test"
+        )
     if comp.only_base:
         lines.append(f"Only in base ({len(comp.only_base)}): " + "; ".join(comp.only_base))
     if comp.only_new:

@@ -45,6 +45,7 @@ class RatioInterval:
     lo: float = math.nan
     hi: float = math.nan
     note: str | None = None
+    units: tuple[int, int] = (0, 0)  # runs and repeats tested, base and new
 
 
 def _t_quantile(degrees: int) -> float:
@@ -68,11 +69,12 @@ def unit_ratio_tests(
             out.append(RatioInterval(math.nan, note=NO_INTERVAL))
             continue
         d = float(ln.mean() - lb.mean())
+        units = (len(lb), len(ln))
         if degrees < MIN_DEGREES:
-            out.append(RatioInterval(math.exp(d), note=TOO_FEW))
+            out.append(RatioInterval(math.exp(d), note=TOO_FEW, units=units))
             continue
         half = _t_quantile(degrees) * math.sqrt(squares / degrees * (1 / len(lb) + 1 / len(ln)))
-        out.append(RatioInterval(math.exp(d), math.exp(d - half), math.exp(d + half)))
+        out.append(RatioInterval(math.exp(d), math.exp(d - half), math.exp(d + half), None, units))
     return out
 
 
