@@ -7,7 +7,12 @@ Then ``sgdbench compare base same`` should exit 0 (no regression: a false alarm 
 ``sgdbench compare base slow`` should exit 1 (the slowdown caught). The three runs of a trial go
 in a rotating order so that neither comparison always sees the same neighbour in time.
 
-    python -m benchmarks.compare_trials --trials 20 [--repeat N] [-- COMPARE OPTIONS...]
+    python -m benchmarks.compare_trials --trials 20 [--repeat N] [--keep DIR] [-- OPTIONS...]
+
+``--repeat`` (default 3) is the grid's ``[train] repeat``: with 2 seeds, 6 timed runs a side
+(docs/performance.md has the counts at 1 and 3). ``--keep DIR`` keeps the folders; run again
+with the same DIR (and trials) to compare them again without rerunning (finished runs are
+skipped), e.g. with other compare options.
 
 Prints one line per trial (the steps/s changes with their intervals) and the counts. It runs
 the real command line in this process (``sgdbench run`` / ``compare`` through typer's runner),
@@ -30,7 +35,7 @@ from typer.testing import CliRunner
 from benchmarks.slowdown import ENV
 
 # 2 configurations x 2 seeds of an MLP with 4k parameters, batch 32, 400 steps each, timed in
-# windows of 20 steps (the evaluations): a few seconds a trial on a quiet 2-core machine.
+# windows of 20 steps (the evaluations): 10-15 s a trial with 3 repeats at load 3 on 2 cores.
 GRID = """
     name = "compare_trials"
     [problem]
@@ -79,12 +84,14 @@ def changes(doc: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--repeat", type=int, default=1, help="[train] repeat of the grid")
+    parser.add_argument("--repeat", type=int, default=3, help="[train] repeat of the grid")
+    parser.add_argument("--keep", type=Path, help="write the trial folders here (kept)")
     parser.add_argument("compare_options", nargs="*", help="extra sgdbench compare options")
     args = parser.parse_args()
     alarms = catches = 0
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
+        root = args.keep or Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
         grid = root / "grid.toml"
         grid.write_text(textwrap.dedent(GRID.format(repeat=args.repeat)))
         for trial in range(1, args.trials + 1):

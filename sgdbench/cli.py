@@ -598,8 +598,9 @@ def compare(
 
     Example: sgdbench compare A B --fail-on steps_to_target:0% --fail-on steps_per_s:10%
 
-    Loss digests and steps are compared exactly; timings with a bootstrap interval, and count
-    as a regression only beyond both the threshold and the noise.
+    Loss digests and steps are compared exactly; timings with an interval across runs and
+    repeats (run with --repeat 3 for a firm test), and count as a regression only beyond both
+    the threshold and the noise.
     """
     try:
         from sgdbench import compare as compare_mod

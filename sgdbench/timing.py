@@ -99,6 +99,18 @@ def bootstrap_medians(
     return weighted_median(rates, weights)
 
 
+def unit_rates(units: Sequence[Windows]) -> np.ndarray:
+    """Each unit's median rate (its windows' rates weighted by their work); units without
+    windows are left out."""
+    out = []
+    for u in units:
+        if len(u.work):
+            rates = u.work / u.seconds
+            order = np.argsort(rates, kind="stable")
+            out.append(float(weighted_median(rates[order], u.work[order])))
+    return np.asarray(out, dtype=np.float64)
+
+
 def rate(units: Sequence[Windows]) -> Rate:
     """Median rate over all windows of ``units`` and its bootstrap interval."""
     units = [u for u in units if len(u.work)]

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sgdbench import compare
+from sgdbench import compare, timing
+from sgdbench.compare import stats
 from sgdbench.errors import UsageError
 from sgdbench.report import fmt_count
 from tests.helpers import cli
@@ -237,3 +238,111 @@ def test_change_rules() -> None:
     assert limits["steps_to_target"] == compare.Threshold(0.05)
     with pytest.raises(UsageError):
         compare.parse_threshold("-1%")
+
+
+# ---- the test across runs: calibrated where a bootstrap over windows was not ----------------
+
+
+def simulated_side(
+    rng: np.random.Generator, runs: int, run_sigma: float, slowdown: float = 1.0
+) -> list[timing.Windows]:
+    """``runs`` runs of 20 windows of 20 steps at ~1000/slowdown steps/s: each run has its own
+    speed (lognormal, ``run_sigma``: the machine's state during that run) and each window 20%
+    lognormal noise on top."""
+    out = []
+    for _ in range(runs):
+        speed = 1000 / slowdown * rng.lognormal(0, run_sigma)
+        steps = np.full(20, 20.0)
+        out.append(timing.Windows.of(steps, steps / speed * rng.lognormal(0, 0.2, 20)))
+    return out
+
+
+def simulated_comparisons(run_sigma: float, slowdown: float, trials: int = 300) -> list[list]:
+    """Per trial, the tests of 2 configurations x 2 runs a side (the default grid's shape)."""
+    rng = np.random.default_rng(13)
+    return [
+        stats.unit_ratio_tests(
+            [
+                (simulated_side(rng, 2, run_sigma), simulated_side(rng, 2, run_sigma, slowdown))
+                for _ in range(2)
+            ]
+        )
+        for _ in range(trials)
+    ]
+
+
+def test_between_run_noise_is_no_significant_change() -> None:
+    # Runs differ by ~15% in speed; the windows of one run cannot show that, the runs can. On
+    # these identical pairs the bootstrap over windows and runs (timing.ratio) called 17% of
+    # the configurations a change.
+    trials = simulated_comparisons(run_sigma=0.15, slowdown=1.0)
+    intervals = [t for tests in trials for t in tests]
+    false_alarms = sum(t.lo > 1 or t.hi < 1 for t in intervals)
+    assert false_alarms / len(intervals) < 0.08  # 95% intervals: 5.7% of these 600
+    widths = [t.hi / t.lo for t in intervals]
+    assert np.median(widths) > 1.3  # the run-to-run spread is in the interval
+
+
+def test_a_one_and_a_half_times_slower_step_is_beyond_the_noise() -> None:
+    trials = simulated_comparisons(run_sigma=0.10, slowdown=1.5)
+    caught = sum(any(t.hi < 0.95 for t in tests) for tests in trials)  # wholly beyond 5%
+    assert caught / len(trials) > 0.7
+    ratios = [t.ratio for tests in trials for t in tests]
+    assert np.median(ratios) == pytest.approx(1 / 1.5, rel=0.03)
+
+
+def test_one_run_a_side_is_too_few_to_tell(seeds: Path, tmp_path: Path) -> None:
+    def one_seed(factor: float):
+        def edit(runs: pd.DataFrame) -> pd.DataFrame:
+            steady_timings(runs, factor)
+            return runs[runs["seed"] == 0]
+
+        return edit
+
+    base = edited(seeds, tmp_path / "base", one_seed(1.0))
+    slow = edited(seeds, tmp_path / "slow", one_seed(2.0))
+    code, doc = compare_json(base, slow)
+    assert code == 0  # no run-to-run spread to judge a change by: never a regression
+    steps_per_s = by_lr(doc)[0.05]["steps/s"]
+    assert steps_per_s["note"] == stats.TOO_FEW and steps_per_s["interval"] is None
+    assert steps_per_s["change"] == pytest.approx(-0.5, abs=0.05)
+    assert "too few runs to tell" in cli("compare", base, slow).stdout
+
+
+def test_heavy_run_to_run_noise_is_not_a_regression(seeds: Path, tmp_path: Path) -> None:
+    # Two seeds a side, each run at its own speed (the machine's state while it ran), the same
+    # for every window of the run: new looks 24% slower, but its runs spread about as much as
+    # that. The bootstrap over windows and runs called it significant (-25% [-38,-5]).
+    def speeds(by_seed: dict[int, float]):
+        def edit(runs: pd.DataFrame) -> pd.DataFrame:
+            runs = runs[runs["seed"].isin(list(by_seed))].copy()
+            steady_timings(runs)
+            speed = [by_seed[s] for s in runs["seed"]]
+            runs["window_cpu_s"] = [t / v for t, v in zip(runs["window_cpu_s"], speed, strict=True)]
+            return runs
+
+        return edit
+
+    base = edited(seeds, tmp_path / "base", speeds({0: 1.0, 1: 0.8}))
+    new = edited(seeds, tmp_path / "new", speeds({0: 0.75, 1: 0.62}))
+    code, doc = compare_json(base, new)
+    row = by_lr(doc)[0.05]["steps/s"]
+    assert row["change"] == pytest.approx(-0.24, abs=0.03)
+    assert code == 0 and not row["regression"] and not row["significant"]
+    assert row["units"] == [2, 2]
+    assert "2 timed run(s) a side (seeds × repeats)" in cli("compare", base, new).stdout
+    assert compare_json(base, new) == (code, doc)  # a formula: the same decision every time
+    # Runs 10% apart, and 1.5x slower: beyond the noise.
+    steady = edited(seeds, tmp_path / "steady", speeds({0: 1.0, 1: 0.9}))
+    slow = edited(seeds, tmp_path / "slow", speeds({0: 1.0 / 1.5, 1: 0.9 / 1.5}))
+    assert compare_json(steady, slow)[0] == 1
+
+
+def test_overall_interval_is_no_narrower_than_its_configurations() -> None:
+    steps_per_s = compare.METRICS[0]
+    out = stats.overall(steps_per_s, [0.8, 0.9], [(0.7, 0.95), (0.8, 1.0)], compare.Threshold(0.05))
+    lo, hi = out["interval"]
+    assert lo == pytest.approx(np.sqrt(0.7 * 0.8) - 1) and hi == pytest.approx(np.sqrt(0.95) - 1)
+    assert out["regression"] is False  # hi is -2.5%: not wholly beyond 5%
+    out = stats.overall(steps_per_s, [0.6, 0.7], [(0.5, 0.7), (0.6, 0.8)], compare.Threshold(0.05))
+    assert out["regression"] is True

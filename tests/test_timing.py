@@ -58,6 +58,15 @@ def test_weighted_median_counts_work_not_windows() -> None:
     assert timing.rate(units).median == pytest.approx(20.0)
 
 
+def test_unit_rates_is_each_units_own_weighted_median() -> None:
+    units = [
+        timing.Windows.of([1, 1, 50], [0.1, 0.1, 0.5]),  # most of its work at 100/s
+        timing.Windows.of([], []),  # no windows: left out
+        timing.Windows.of([10, 10, 10], [1.0, 0.5, 0.25]),
+    ]
+    assert timing.unit_rates(units) == pytest.approx([100.0, 20.0])
+
+
 def test_interval_brackets_the_median_and_is_a_function_of_the_timings() -> None:
     rng = np.random.default_rng(1)
     seconds = 0.01 * rng.lognormal(0, 0.3, size=40)
