@@ -73,10 +73,15 @@ def _bind(init: ast.FunctionDef, given: dict[str, Any]) -> dict[str, Any]:
     return env
 
 
+@functools.cache
+def _compiled(node: ast.expr) -> Any:
+    return compile(ast.Expression(node), "<torch.optim check>", "eval")
+
+
 def _eval(node: ast.expr, env: dict[str, Any]) -> Any:
     names = {"Tensor": _NotATensor, "isinstance": isinstance, "len": len, "float": float}
     names.update(int=int, bool=bool, tuple=tuple)
-    code = compile(ast.Expression(node), "<torch.optim check>", "eval")
+    code = _compiled(node)
     try:
         return eval(code, {"__builtins__": {}}, {**names, **env})
     except (NameError, AttributeError) as e:
@@ -164,7 +169,12 @@ def verdict(class_name: str, lr: float, kwargs: dict[str, Any]) -> str | None:
         for v in kwargs.values()
     ):
         return UNKNOWN  # None, strings...: the checks may not be all there is
+    return _cached(class_name, lr, tuple(sorted(kwargs.items())))
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached(class_name: str, lr: float, kwargs: tuple[tuple[str, Any], ...]) -> str | None:
     try:
-        return _run(class_name, {"lr": lr, **kwargs})
+        return _run(class_name, {"lr": lr, **dict(kwargs)})
     except (_Unknown, TypeError, IndexError, KeyError, ArithmeticError):
         return UNKNOWN

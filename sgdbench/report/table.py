@@ -124,10 +124,40 @@ def render_table(
     """The table (split into parts when wider than ``width``) and ``lines`` under it, as text
     with ANSI colours only when ``color``. ``boxed=False``: no rule under the header (output
     meant for ``grep`` and ``awk``, like ``--dry-run``)."""
+    width = width or terminal_width()
+    if not (boxed or color or lines or table.title or table.row_styles) and _fits(table, width):
+        return _plain(table)
+    return _rich(table, lines, width, color, boxed)
+
+
+def _fits(table: TextTable, width: int) -> bool:
+    """Whether every cell is plain ASCII on one line and the table fits ``width`` as it is."""
+    widths = column_widths(table)
+    cells = [*table.header, *(c for row in table.rows for c in row)]
+    return sum(widths) + 2 * (len(widths) - 1) <= width and all(
+        c.isascii() and c.isprintable() for c in cells
+    )
+
+
+def _plain(table: TextTable) -> str:
+    """What rich prints for an unboxed table that fits (``--dry-run``'s 2,000 rows: 30 ms
+    instead of 1 s): labels left-aligned, values right-aligned, two spaces between columns."""
+    widths = column_widths(table)
+    n = table.n_labels
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i < n else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return "\n".join([line(table.header), *map(line, table.rows)]) + "\n"
+
+
+def _rich(table: TextTable, lines: Sequence[str], width: int, color: bool, boxed: bool) -> str:
     from rich import box
     from rich.table import Table
 
-    width = width or terminal_width()
     buf = StringIO()
     console = text_console(buf, width, color)
     parts = split_columns(table, width)
