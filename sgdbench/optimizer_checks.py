@@ -169,12 +169,27 @@ def verdict(class_name: str, lr: float, kwargs: dict[str, Any]) -> str | None:
         for v in kwargs.values()
     ):
         return UNKNOWN  # None, strings...: the checks may not be all there is
-    return _cached(class_name, lr, tuple(sorted(kwargs.items())))
+    # The types are part of the key: 1 == 1.0, but torch's message prints them differently.
+    key = tuple(sorted((k, _typed(v)) for k, v in kwargs.items()))
+    return _cached(class_name, _typed(lr), key)
+
+
+def _typed(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return tuple(_typed(v) for v in value)
+    return (type(value), value)
+
+
+def _untyped(value: Any) -> Any:
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], type):
+        return value[1]
+    return tuple(_untyped(v) for v in value)
 
 
 @functools.lru_cache(maxsize=4096)
-def _cached(class_name: str, lr: float, kwargs: tuple[tuple[str, Any], ...]) -> str | None:
+def _cached(class_name: str, lr: Any, kwargs: tuple[tuple[str, Any], ...]) -> str | None:
     try:
-        return _run(class_name, {"lr": lr, **dict(kwargs)})
+        given = {k: _untyped(v) for k, v in kwargs}
+        return _run(class_name, {"lr": _untyped(lr), **given})
     except (_Unknown, TypeError, IndexError, KeyError, ArithmeticError):
         return UNKNOWN

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from sgdbench.errors import KeyedError
-from sgdbench.problems.facts import DESCRIBE, DIGITS_PER_CLASS, describe
 from sgdbench.problems.factory import build_problem, parameter_count
+from sgdbench.problems.facts import DESCRIBE, DIGITS_PER_CLASS, describe
 from sgdbench.problems.registry import PROBLEMS, resolve_params
 
 CASES: list[tuple[str, dict[str, Any]]] = [

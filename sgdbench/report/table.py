@@ -133,10 +133,10 @@ def render_table(
 def _fits(table: TextTable, width: int) -> bool:
     """Whether every cell is plain ASCII on one line and the table fits ``width`` as it is."""
     widths = column_widths(table)
+    if len(split_columns(table, width)) > 1 or sum(widths) + 2 * (len(widths) - 1) > width:
+        return False
     cells = [*table.header, *(c for row in table.rows for c in row)]
-    return sum(widths) + 2 * (len(widths) - 1) <= width and all(
-        c.isascii() and c.isprintable() for c in cells
-    )
+    return all(c.isascii() and c.isprintable() for c in cells)
 
 
 def _plain(table: TextTable) -> str:
