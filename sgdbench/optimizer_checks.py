@@ -38,7 +38,14 @@ def _classes() -> dict[str, tuple[ast.ClassDef, str]] | None:
         return None
     out: dict[str, tuple[ast.ClassDef, str]] = {}
     try:
-        for path in sorted(folder.glob("*.py")):
+        package = ast.parse((folder / "__init__.py").read_text(encoding="utf-8"))
+        modules = {"optimizer"} | {  # the modules torch.optim imports its classes from
+            node.module.removeprefix("torch.optim.")
+            for node in package.body
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("torch.optim.")
+        }
+        for module in sorted(m for m in modules if "." not in m):
+            path = folder / f"{module}.py"
             tree = ast.parse(path.read_text(encoding="utf-8"))
             for node in tree.body:
                 if isinstance(node, ast.ClassDef):

@@ -149,11 +149,11 @@ def run(
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except SgdbenchError as e:
         raise _fail(e, verbose) from None
-    _print_outcome(outcome, out_dir)
+    _print_outcome(outcome, out_dir, has_target=any(s.target_loss is not None for s in loaded.runs))
     raise typer.Exit(outcome.exit_code)
 
 
-def _print_outcome(outcome: GridOutcome, out_dir: Path) -> None:
+def _print_outcome(outcome: GridOutcome, out_dir: Path, has_target: bool = True) -> None:
     counts = ", ".join(f"{n} {status}" for status, n in sorted(outcome.counts.items()))
     ran = sum(outcome.counts.values())
     print(f"sgdbench: {ran} run(s) into {out_dir}: {counts or 'nothing to do'}", file=sys.stderr)
@@ -166,7 +166,11 @@ def _print_outcome(outcome: GridOutcome, out_dir: Path) -> None:
             f"  failed {run_id}: {message} (traceback: {out_dir}/logs/{run_id}.log)",
             file=sys.stderr,
         )
-    if ran:  # before why the grid stopped early, which stays the last line
+    if ran and not has_target and outcome.counts.get("ok"):
+        # No target, no headline winner: the summary is the command alone (reading the
+        # results would import pandas, most of a short grid's time beyond torch).
+        print(f"sgdbench: full report: sgdbench report {out_dir}", file=sys.stderr)
+    elif ran:  # before why the grid stopped early, which stays the last line
         _print_run_summary(out_dir)
     if outcome.interrupted:
         print("sgdbench: interrupted; finished runs are kept, rerun to continue", file=sys.stderr)
