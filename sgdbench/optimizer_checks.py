@@ -39,10 +39,10 @@ def _classes() -> dict[str, tuple[ast.ClassDef, str]] | None:
     out: dict[str, tuple[ast.ClassDef, str]] = {}
     try:
         package = ast.parse((folder / "__init__.py").read_text(encoding="utf-8"))
-        modules = {"optimizer"} | {  # the modules torch.optim imports its classes from
-            node.module.removeprefix("torch.optim.")
-            for node in package.body
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("torch.optim.")
+        imported = [n.module for n in package.body if isinstance(n, ast.ImportFrom) and n.module]
+        # the modules torch.optim imports its classes from, and the base class's
+        modules = {"optimizer"} | {
+            m.removeprefix("torch.optim.") for m in imported if m.startswith("torch.optim.")
         }
         for module in sorted(m for m in modules if "." not in m):
             path = folder / f"{module}.py"
