@@ -183,7 +183,7 @@ def test_a_bad_optimizer_value_found_without_torch_reads_as_torch_says(tmp_path:
 def test_plain_table_is_what_rich_prints() -> None:
     import random
 
-    from sgdbench.report import table as t
+    from sgdbench import text_table as t
 
     rng, compared = random.Random(0), 0
     words = ["", "a", "sgd", "0.001", "3e-05", "adam", "1_000", "cuda:0", "x y", "longer_name"]

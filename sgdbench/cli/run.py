@@ -246,7 +246,7 @@ def _executor_options(
 
 
 def _print_dry_run(grid: Grid) -> None:
-    from sgdbench.report.table import TextTable, render_table
+    from sgdbench.text_table import TextTable, render_table
 
     axes = list(grid.axes) or ["optimizer", "lr"]
     if any(s.engine != "eager" for s in grid.runs):
