@@ -1,5 +1,7 @@
-"""Grid file -> the runs to do: the one place that builds problems at load time, resolves
-optimizers against torch.optim, picks each run's engine and forms stacked groups.
+"""Grid file -> the runs to do: the one place that learns problems' sizes at load time (a
+built-in problem describes itself, ``problems.facts``; a ``file`` problem or a plug-in is built),
+resolves optimizers against torch.optim, picks each run's engine and forms stacked groups. For
+built-in problems on the eager engine it imports no torch.
 
 ``load_grid`` reads and validates the file (``gridfile``, ``schema``), expands it (``expand``)
 and resolves each combination into a frozen, picklable ``RunSpec``. Every error is a
@@ -162,8 +164,9 @@ def _check(loc: str, fn: Any, *args: Any) -> Any:
 
 
 class _Planner:
-    """Turns combinations into ``RunSpec``s; builds each problem configuration once (seed 0) to
-    learn its size, so batch sizes and init are checked now, not an hour into the grid."""
+    """Turns combinations into ``RunSpec``s; learns each problem configuration's size once
+    (described, or built with seed 0), so batch sizes and init are checked now, not an hour into
+    the grid."""
 
     def __init__(self, file: str, base_dir: Path, problem: Any, train: Train) -> None:
         self.file, self.base_dir, self.train = file, base_dir, train

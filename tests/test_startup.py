@@ -197,3 +197,23 @@ def test_plain_table_is_what_rich_prints() -> None:
             assert t._plain(table) == t._rich(table, [], width, False, False), (table, width)
             compared += 1
     assert compared > 50  # most random tables fit: the plain path is what is tested
+
+
+def test_stacked_tables_read_from_source_equal_the_imported_ones() -> None:
+    from sgdbench import stacked_catalog, stacked_optim
+
+    static = stacked_catalog.read()
+    assert static is not None  # the algorithm blocks read plainly: no torch to form groups
+    assert static == (stacked_optim.ELEMENTWISE, stacked_optim.FLAGS)
+    for name, flags in stacked_optim.FLAGS.items():
+        kwargs = {k: not v for k, v in flags.items()}
+        assert stacked_catalog.group_flags(name, kwargs) == stacked_optim.group_flags(name, kwargs)
+
+
+def test_max_consecutive_failures_has_a_short_alias(tmp_path: Path) -> None:
+    from tests.helpers import cli
+
+    grid = tmp_path / "grid.toml"
+    grid.write_text(GRID)
+    assert cli("run", grid, "-F", "2", "--dry-run").exit_code == 0
+    assert cli("run", grid, "-F", "-1", "--dry-run").exit_code == 2  # min 0, as the long name
