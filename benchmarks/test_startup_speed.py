@@ -9,9 +9,11 @@ machine's ``uptime`` is printed with the figures.
     pytest benchmarks/test_startup_speed.py --benchmark-only -s
 
 Targets: ``report`` on a 200-run folder within 0.5 s (CPU) of ``import pandas``; ``list
-optimizers`` under 3 s; a one-run grid of 10 steps within 1.3x the CPU of ``import torch``; the
-runner's overhead per run (whole process time of a grid of N short runs, less one run's, less
-the runs' training clock) under 10 ms.
+optimizers`` under 3 s; ``run --dry-run`` of a 2,000-run grid under 2 s, without torch; a one-run
+grid of 10 steps within 1.3x the CPU of ``import torch``; the runner's overhead per run (whole
+process time of a grid of N short runs, less one run's, less the runs' training clock) under
+10 ms. Goals met by a wide margin are asserted, as ratios to the references of the same rounds
+or with slack, so that a loaded machine does not fail them; the others are recorded.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("startup")
     (root / "one.toml").write_text(ONE_RUN.format(seeds="0"))
     (root / "many.toml").write_text(ONE_RUN.format(seeds=", ".join(map(str, range(200)))))
+    (root / "g2000.toml").write_text(ONE_RUN.format(seeds=", ".join(map(str, range(2000)))))
     subprocess.run(
         _sgdbench("run", "many.toml", "--out", "r200", "-q"), cwd=root, env=ENV, check=True
     )
@@ -106,15 +109,17 @@ def test_command_startup(folder: Path, benchmark) -> None:
         "list optimizers": _sgdbench("list", "optimizers"),
         "list problems": _sgdbench("list", "problems"),
         "run --dry-run (200 runs)": _sgdbench("run", "many.toml", "--dry-run"),
+        "run --dry-run (2,000 runs)": _sgdbench("run", "g2000.toml", "--dry-run"),
         "run, one 10-step run": _sgdbench("run", "one.toml", "--out", "r1", "--force", "-q"),
     }
     table = benchmark.pedantic(interleaved, args=(cases, folder), rounds=1, iterations=1)
     print(f"\nload average {_uptime()}, medians of {ROUNDS} interleaved rounds\n{table}")
     benchmark.extra_info.update({k: v.to_dict() for k, v in table.iterrows()})
     cpu = table["cpu_s"]
-    # Issue 16/17's goals, recorded rather than asserted while two are still open (the README
-    # gives the latest figures); `list optimizers` meets its goal by a wide margin, so it gates.
+    # Issue 16/17's goals, recorded rather than asserted while some are still open (the README
+    # gives the latest figures); those met by a wide margin gate.
     goals = {
+        "dry-run of 2,000 runs under 2 s CPU": cpu["run --dry-run (2,000 runs)"] < 2.0,
         "report within 0.5 s CPU of import pandas": cpu["report (200 runs)"] - cpu["import pandas"]
         < 0.5,
         "one 10-step run within 1.3x the CPU of import torch": cpu["run, one 10-step run"]
@@ -123,6 +128,9 @@ def test_command_startup(folder: Path, benchmark) -> None:
     benchmark.extra_info["goals_met"] = goals
     print("\n".join(f"goal {'met' if ok else 'MISSED'}: {name}" for name, ok in goals.items()))
     assert cpu["list optimizers"] < 3.0
+    # About 1.4 s on a loaded 2-core machine, 0.6x `import torch` (2.5x when it built every
+    # problem with torch): above 1x means torch is imported again, whatever the machine's speed.
+    assert cpu["run --dry-run (2,000 runs)"] < cpu["import torch"]
 
 
 @pytest.mark.timeout(3600)
@@ -146,5 +154,7 @@ def test_per_run_overhead(folder: Path, benchmark) -> None:
         f"overhead per run {per_run_cpu_ms:.1f} ms CPU, {per_run_wall_ms:.1f} ms wall"
     )
     benchmark.extra_info.update(per_run_cpu_ms=per_run_cpu_ms, per_run_wall_ms=per_run_wall_ms)
-    # The goal (issue 16) is under 10 ms; recorded, not asserted: a loaded machine inflates it.
+    # The goal (issue 16) is under 10 ms: 4-7 ms measured at load 5 on 2 cores. The assertion
+    # leaves 1.5x slack, as load inflates it.
     print(f"goal {'met' if per_run_cpu_ms < 10.0 else 'MISSED'}: per-run overhead under 10 ms CPU")
+    assert per_run_cpu_ms < 15.0

@@ -36,8 +36,9 @@ def git_sha(path: Path) -> str | None:
 
 def collect(grid_dir: Path) -> dict[str, Any]:
     """Versions, hardware and thread settings."""
+    from importlib.metadata import version
+
     import numpy
-    import pandas
     import pyarrow
     import torch
 
@@ -55,7 +56,7 @@ def collect(grid_dir: Path) -> dict[str, Any]:
         "torch_version": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "numpy_version": numpy.__version__,
-        "pandas_version": pandas.__version__,
+        "pandas_version": version("pandas"),  # not imported: a run does not need it
         "pyarrow_version": pyarrow.__version__,
         "cuda_available": cuda,
         "cuda_version": torch.version.cuda,

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from sgdbench.lazy_dynamo import defer_dynamo_import
+from sgdbench import optimizer_catalog, optimizer_checks
 from sgdbench.optimizer_catalog import BUILTIN_PRESETS as BUILTIN_PRESETS  # re-exported
 from sgdbench.optimizer_catalog import RESERVED as RESERVED
 from sgdbench.optimizer_catalog import UNSUPPORTED as UNSUPPORTED
 
-# Nothing in sgdbench compiles: building an optimizer must not import torch._dynamo (1.5 s).
-defer_dynamo_import()
+if TYPE_CHECKING:
+    import torch
 
 IMPLS = ("auto", "fused", "foreach", "forloop")
 CLOSURE_OPTIMIZERS = ("LBFGS",)  # step(closure) re-evaluates the loss
@@ -26,7 +24,13 @@ CLOSURE_OPTIMIZERS = ("LBFGS",)  # step(closure) re-evaluates the loss
 
 @functools.cache
 def optimizer_classes() -> dict[str, type[torch.optim.Optimizer]]:
-    """``torch.optim`` optimizer classes by lower-case name."""
+    """``torch.optim`` optimizer classes by lower-case name (imports torch)."""
+    import torch
+
+    from sgdbench.lazy_dynamo import defer_dynamo_import
+
+    # Nothing in sgdbench compiles: building an optimizer must not import torch._dynamo (1.5 s).
+    defer_dynamo_import()
     out = {}
     for name in dir(torch.optim):
         obj = getattr(torch.optim, name)
@@ -45,9 +49,17 @@ def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
 
 
 @functools.cache
-def keyword_defaults(class_name: str) -> dict[str, Any]:
-    """Keyword arguments a class accepts (besides the reserved ones), with their defaults."""
-    sig = inspect.signature(optimizer_class(class_name).__init__)
+def _catalog() -> dict[str, dict[str, Any]]:
+    """``{class name: {keyword: default}}`` in ``dir(torch.optim)`` order: read from torch's
+    source without importing it (``optimizer_catalog``), else asked of torch."""
+    static = optimizer_catalog.keyword_defaults(RESERVED)
+    if static is not None:
+        return {name: static[name] for name in sorted(static)}
+    return {cls.__name__: _signature_defaults(cls) for cls in optimizer_classes().values()}
+
+
+def _signature_defaults(cls: type) -> dict[str, Any]:
+    sig = inspect.signature(cls.__init__)  # type: ignore[misc]
     return {
         name: (None if p.default is inspect.Parameter.empty else p.default)
         for name, p in sig.parameters.items()
@@ -58,32 +70,45 @@ def keyword_defaults(class_name: str) -> dict[str, Any]:
 
 
 @functools.cache
+def class_names() -> dict[str, str]:
+    """``torch.optim``'s optimizer class names by lower-case name, without importing torch."""
+    return {name.lower(): name for name in _catalog()}
+
+
+def class_name(name: str) -> str:
+    """The ``torch.optim`` class name of ``name`` (case-insensitive); KeyError if none."""
+    return class_names()[name.lower()]
+
+
+def keyword_defaults(class_name_: str) -> dict[str, Any]:
+    """Keyword arguments a class accepts (besides the reserved ones), with their defaults."""
+    return _catalog()[class_name(class_name_)]
+
+
+@functools.cache
 def tuple_keywords() -> frozenset[str]:
     """Keywords whose default is a tuple wherever they appear (``betas``, ``etas``, ...).
 
     ``eps`` is a tuple in Adafactor but a number elsewhere, so it is not one of them.
     """
     kinds: dict[str, set[bool]] = {}
-    for name in optimizer_classes():
-        for key, default in keyword_defaults(name).items():
+    for defaults in _catalog().values():
+        for key, default in defaults.items():
             kinds.setdefault(key, set()).add(isinstance(default, tuple))
     return frozenset(key for key, k in kinds.items() if k == {True})
 
 
-def normalize_kwarg(class_name: str, key: str, value: Any) -> Any:
+def normalize_kwarg(name: str, key: str, value: Any) -> Any:
     """Check ``value`` against the type of the keyword's default; return it normalized.
 
     Numbers become floats where the default is a float (so ``momentum = 0`` and ``0.0`` name the
     same run) and TOML arrays become tuples where the default is a tuple (``betas``).
     Raises ValueError with a message for the user.
     """
-    defaults = keyword_defaults(class_name)
+    defaults = keyword_defaults(name)
     if key not in defaults:
         allowed = ", ".join(defaults) or "none"
-        raise ValueError(
-            f"not a keyword of torch.optim.{optimizer_class(class_name).__name__} "
-            f"(accepted: {allowed})"
-        )
+        raise ValueError(f"not a keyword of torch.optim.{class_name(name)} (accepted: {allowed})")
     default = defaults[key]
     if isinstance(default, bool):
         if not isinstance(value, bool):
@@ -107,13 +132,22 @@ def json_safe(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(kwargs.items())}
 
 
-def check_constructible(class_name: str, lr: float, kwargs: dict[str, Any]) -> None:
-    """Let torch validate the values (ranges, combinations) on a throw-away parameter."""
-    if optimizer_class(class_name).__name__ in UNSUPPORTED:
-        raise ValueError(UNSUPPORTED[optimizer_class(class_name).__name__])
+def check_constructible(name: str, lr: float, kwargs: dict[str, Any]) -> None:
+    """Let torch validate the values (ranges, combinations) on a throw-away parameter: its
+    checks read from its source where they read plainly (``optimizer_checks``), else torch."""
+    cls = class_name(name)
+    if cls in UNSUPPORTED:
+        raise ValueError(UNSUPPORTED[cls])
+    verdict = optimizer_checks.verdict(cls, lr, to_torch(kwargs))
+    if verdict is None:
+        return
+    if verdict != optimizer_checks.UNKNOWN:
+        raise ValueError(verdict)
+    import torch
+
     dummy = torch.nn.Parameter(torch.zeros(2, 2))
     try:
-        optimizer_class(class_name)([dummy], lr=lr, **to_torch(kwargs))
+        optimizer_class(name)([dummy], lr=lr, **to_torch(kwargs))
     except (ValueError, TypeError, RuntimeError) as e:
         raise ValueError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
 
@@ -123,8 +157,8 @@ def to_torch(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
 
 
-def needs_closure(class_name: str) -> bool:
-    return optimizer_class(class_name).__name__ in CLOSURE_OPTIMIZERS
+def needs_closure(name: str) -> bool:
+    return class_name(name) in CLOSURE_OPTIMIZERS
 
 
 def _fused_supported(device: torch.device) -> bool:
@@ -133,7 +167,7 @@ def _fused_supported(device: torch.device) -> bool:
     return device.type in _get_fused_kernels_supported_devices()
 
 
-def auto_order(class_name: str, kwargs: dict[str, Any], device: torch.device) -> list[str]:
+def auto_order(name: str, kwargs: dict[str, Any], device: torch.device) -> list[str]:
     """The implementations ``optimizer_impl = "auto"`` tries, fastest first.
 
     On accelerators: fused, foreach, for-loop. On CPU foreach has no multi-tensor kernels (it
@@ -146,7 +180,7 @@ def auto_order(class_name: str, kwargs: dict[str, Any], device: torch.device) ->
     """
     if device.type != "cpu":
         return ["fused", "foreach", "forloop"]
-    plain_sgd = optimizer_class(class_name) is torch.optim.SGD and not kwargs.get("momentum")
+    plain_sgd = class_name(name) == "SGD" and not kwargs.get("momentum")
     return ["forloop", "fused"] if plain_sgd else ["fused", "forloop"]
 
 

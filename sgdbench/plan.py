@@ -1,5 +1,7 @@
-"""Grid file -> the runs to do: the one place that builds problems at load time, resolves
-optimizers against torch.optim, picks each run's engine and forms stacked groups.
+"""Grid file -> the runs to do: the one place that learns problems' sizes at load time (a
+built-in problem describes itself, ``problems.facts``; a ``file`` problem or a plug-in is built),
+resolves optimizers against torch.optim, picks each run's engine and forms stacked groups. For
+built-in problems on the eager engine it imports no torch.
 
 ``load_grid`` reads and validates the file (``gridfile``, ``schema``), expands it (``expand``)
 and resolves each combination into a frozen, picklable ``RunSpec``. Every error is a
@@ -10,20 +12,20 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sgdbench import SCHEMA_VERSION, gridfile, schedules, stacked_optim
+from sgdbench import SCHEMA_VERSION, gridfile, schedules, stacked_catalog
 from sgdbench import expand as ex
 from sgdbench import optimizers as opt
 from sgdbench import presets as pre
 from sgdbench import search as search_mod
-from sgdbench.engine.stacking import problem_reason
 from sgdbench.errors import GridError, KeyedError
 from sgdbench.grid_values import ScheduleTable
 from sgdbench.limits import MAX_STEPS
-from sgdbench.problems.factory import build_problem, parameter_count
+from sgdbench.problems.facts import Facts, describe
 from sgdbench.problems.registry import is_function_problem, is_plugin, resolve_params, size_param
 from sgdbench.schema import GridAxes, SchemaError, Train, validate
 from sgdbench.spec import ENGINE_CHOICES, Grid, RunSpec, digest
@@ -48,8 +50,8 @@ def group_id(spec: RunSpec) -> str:
     d = spec.identity()
     for key in ("lr", "seed", "optimizer", "optimizer_kwargs"):
         d.pop(key)
-    elementwise = stacked_optim.ELEMENTWISE.get(spec.optimizer_class, {})
-    d["optimizer_flags"] = stacked_optim.group_flags(spec.optimizer_class, spec.optimizer_kwargs)
+    elementwise = stacked_catalog.tables()[0].get(spec.optimizer_class, {})
+    d["optimizer_flags"] = stacked_catalog.group_flags(spec.optimizer_class, spec.optimizer_kwargs)
     d["optimizer_other"] = {
         k: v
         for k, v in spec.optimizer_kwargs.items()
@@ -161,8 +163,9 @@ def _check(loc: str, fn: Any, *args: Any) -> Any:
 
 
 class _Planner:
-    """Turns combinations into ``RunSpec``s; builds each problem configuration once (seed 0) to
-    learn its size, so batch sizes and init are checked now, not an hour into the grid."""
+    """Turns combinations into ``RunSpec``s; learns each problem configuration's size once
+    (described, or built with seed 0), so batch sizes and init are checked now, not an hour into
+    the grid."""
 
     def __init__(self, file: str, base_dir: Path, problem: Any, train: Train) -> None:
         self.file, self.base_dir, self.train = file, base_dir, train
@@ -186,7 +189,9 @@ class _Planner:
 
         try:
             kwargs = resolve_params(name, merged, self.base_dir)
-            problem = build_problem(name, kwargs, 0, str(self.base_dir))
+            found = describe(name, kwargs) or _built_facts(name, kwargs, str(self.base_dir))
+            if found.nbytes > _memory_bytes():  # would fail to allocate: as building did
+                raise MemoryError(f"{found.nbytes:_} bytes")
         except KeyedError as e:
             raise SchemaError(where(e.key), e.message) from None
         except Exception as e:
@@ -201,12 +206,12 @@ class _Planner:
             raise SchemaError("problem.name", f"{what} {name!r}: {detail}") from None
         facts = _ProblemFacts(
             kwargs=kwargs,
-            n_samples=problem.n_samples,
-            function=problem.task == "function" or is_function_problem(name),
-            n_params=parameter_count(problem),
-            drop_last=problem.drop_last,
+            n_samples=found.n_samples,
+            function=found.function or is_function_problem(name),
+            n_params=found.n_params,
+            drop_last=found.drop_last,
         )
-        if train.early_stopping is not None and problem.X_val is None:
+        if train.early_stopping is not None and not found.has_val:
             raise SchemaError(
                 "train.early_stopping",
                 f"{name!r} has no validation data (set problem.val_fraction)",
@@ -338,6 +343,28 @@ def _schedule(value: Any) -> tuple[str, dict[str, Any]]:
     return params.pop("name"), params
 
 
+def _built_facts(name: str, kwargs: dict[str, Any], search_path: str) -> Facts:
+    """The facts of a problem known only by building it (``file``, plug-ins): imports torch."""
+    from sgdbench.problems.factory import build_problem, parameter_count
+
+    problem = build_problem(name, kwargs, 0, search_path)
+    return Facts(
+        n_samples=problem.n_samples,
+        n_params=parameter_count(problem),
+        function=problem.task == "function",
+        has_val=problem.X_val is not None,
+        drop_last=problem.drop_last,
+    )
+
+
+def _memory_bytes() -> int:
+    """This machine's physical memory (a problem larger than it cannot be built)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
 def _cuda() -> bool:
     import torch
 
@@ -364,6 +391,10 @@ def _choose_engines(
 ) -> tuple[list[RunSpec], list[str]]:
     """Specs marked ``engine="stacked"`` become eager where they cannot be stacked (and, for
     ``auto``, where their group would have one member); notes say why, once per reason."""
+    from sgdbench import stacked_optim
+    from sgdbench.engine.stacking import problem_reason
+    from sgdbench.problems.factory import build_problem
+
     problem_reasons: dict[str, str | None] = {}  # per problem configuration (problem axes)
 
     def why_problem(spec: RunSpec) -> str | None:

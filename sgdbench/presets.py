@@ -1,6 +1,7 @@
 """A grid's optimizers against torch.optim: names and presets resolved, keywords checked.
 
-Imports torch (through ``optimizers``); ``plan`` calls it, the schema does not.
+Torch-free where torch's source reads plainly (``optimizer_catalog``, ``optimizer_checks``);
+``plan`` calls it, the schema does not.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ def check_presets(table: dict[str, Preset]) -> Presets:
     }
     for name, body in table.items():
         key = f"optimizers.{name}"
-        if body.type.lower() not in opt.optimizer_classes():
+        if body.type.lower() not in opt.class_names():
             raise SchemaError(f"{key}.type", f"unknown torch.optim class {body.type!r}")
-        cls = opt.optimizer_class(body.type).__name__
+        cls = opt.class_name(body.type)
         kwargs = {}
         accepted = opt.keyword_defaults(cls)
         for k, v in (body.model_extra or {}).items():
@@ -51,10 +52,10 @@ def resolve_optimizer(name: Any, presets: Presets) -> tuple[str, dict[str, Any]]
         raise ValueError(f"must be an optimizer name, got {name!r}")
     if name in presets:
         return presets[name]
-    if name.lower() in opt.optimizer_classes():
-        return opt.optimizer_class(name).__name__, {}
-    known = sorted(set(presets) | {c.__name__ for c in opt.optimizer_classes().values()})
-    hint = did_you_mean(name, [*presets, *opt.optimizer_classes()])
+    if name.lower() in opt.class_names():
+        return opt.class_name(name), {}
+    known = sorted(set(presets) | set(opt.class_names().values()))
+    hint = did_you_mean(name, [*presets, *opt.class_names()])
     raise ValueError(
         f"unknown optimizer {name!r}{hint} (torch.optim classes or presets: {', '.join(known)})"
     )
@@ -72,7 +73,7 @@ def optimizer_value(cls: str, key: str, value: Any) -> Any:
 def blame_optimizer_value(cls: str, lr: float, kwargs: dict[str, Any]) -> str | None:
     """The keyword whose value alone makes torch refuse to build ``cls``, so the error names
     it (``grid.momentum``) rather than the optimizer; None when only a combination fails."""
-    if opt.optimizer_class(cls).__name__ in opt.UNSUPPORTED:
+    if opt.class_name(cls) in opt.UNSUPPORTED:
         return None  # the class itself is refused, whatever its keywords
     for key, value in kwargs.items():
         try:
@@ -84,5 +85,5 @@ def blame_optimizer_value(cls: str, lr: float, kwargs: dict[str, Any]) -> str | 
 
 def grid_keys() -> list[str]:
     """Every key [grid] accepts: the fixed axes and any keyword of a torch.optim class."""
-    keywords = {k for name in opt.optimizer_classes() for k in opt.keyword_defaults(name)}
+    keywords = {k for name in opt.class_names() for k in opt.keyword_defaults(name)}
     return [*FIXED_AXES, *sorted(keywords)]

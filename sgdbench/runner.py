@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -150,8 +150,6 @@ def _run_locked(
     progress: bool,
     allow_new_problem: bool,
 ) -> GridOutcome:
-    from tqdm import tqdm
-
     from sgdbench import checkpoint, env, executors
     from sgdbench.engine import plan
     from sgdbench.engine.eager import StopRequested
@@ -181,14 +179,7 @@ def _run_locked(
             "skipped (--force reruns them)",
             file=sys.stderr,
         )
-    bar = tqdm(
-        total=len(todo),
-        desc=grid.name,
-        unit="run",
-        file=sys.stderr,
-        disable=not progress or not sys.stderr.isatty(),
-        dynamic_ncols=True,
-    )
+    bar, write = _progress_bar(progress, len(todo), grid.name)
     stop = StopFlag()
     units = plan(todo)
     pending = PendingRows(store, units=units)
@@ -197,7 +188,7 @@ def _run_locked(
 
     def show_notes() -> None:
         while activity.notes:
-            tqdm.write(activity.notes.pop(0), file=sys.stderr)
+            write(activity.notes.pop(0))
 
     results = None
     try:
@@ -251,6 +242,29 @@ def _run_locked(
 def _checkpoints(spec: RunSpec) -> bool:
     """Whether ``spec`` writes checkpoints: periodic ones, or eager halving's at each rung."""
     return bool(spec.checkpoint_every) or (spec.halving is not None and spec.engine == "eager")
+
+
+class _NoBar:
+    """What the runner calls on a progress bar, for output that shows none."""
+
+    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def update(self, n: int = 1) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def _progress_bar(progress: bool, total: int, name: str) -> tuple[Any, Callable[[str], None]]:
+    """A tqdm bar and its ``write`` on a terminal; else neither (nor tqdm's import)."""
+    if not progress or not sys.stderr.isatty():
+        return _NoBar(), lambda line: print(line, file=sys.stderr)
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=name, unit="run", file=sys.stderr, dynamic_ncols=True)
+    return bar, lambda line: tqdm.write(line, file=sys.stderr)
 
 
 class PendingRows:

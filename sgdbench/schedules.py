@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from sgdbench.errors import KeyedError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # name -> {parameter: (default, help)}; defaults of None are filled from the run's length.
 SCHEDULES: dict[str, dict[str, tuple[Any, str]]] = {
@@ -63,6 +64,8 @@ def resolve(name: str, params: dict[str, Any], total_steps: int) -> dict[str, An
 
 def factor_fn(schedule: dict[str, Any], total_steps: int) -> Callable[[Any], Any]:
     """``f(step)`` -> lr multiplier, for an int or a numpy array of steps."""
+    import numpy as np  # here: checking a grid's schedule (``resolve``) needs no numpy
+
     name = schedule["name"]
     if name == "constant":
         return lambda t: np.ones_like(t, dtype=np.float64)
@@ -85,4 +88,6 @@ def factor_fn(schedule: dict[str, Any], total_steps: int) -> Callable[[Any], Any
 
 def lr_per_step(schedule: dict[str, Any], lr: float, total_steps: int, steps: int) -> np.ndarray:
     """The lr used at each of the first ``steps`` steps."""
+    import numpy as np
+
     return lr * factor_fn(schedule, total_steps)(np.arange(steps)).astype(np.float64)

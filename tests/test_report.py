@@ -441,6 +441,7 @@ def test_dry_run_and_compare_use_the_one_table_renderer(
 
     monkeypatch.setattr(report, "render_table", spy)
     monkeypatch.setattr("sgdbench.report.table.render_table", spy)
+    monkeypatch.setattr("sgdbench.text_table.render_table", spy)  # what --dry-run imports
     monkeypatch.setattr("sgdbench.report.formats.render_table", spy)
     assert cli("compare", seeds, seeds).exit_code == 0
     assert cli("report", seeds).exit_code == 0

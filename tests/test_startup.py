@@ -147,3 +147,73 @@ def test_list_optimizers_does_not_import_torch(tmp_path: Path) -> None:
     code, modules = _modules(tmp_path, "list", "optimizers")
     assert code == 0
     assert "torch" not in modules
+
+
+@pytest.mark.parametrize("engine", ["eager", None])
+def test_dry_run_of_built_in_problems_does_not_import_torch(tmp_path: Path, engine) -> None:
+    grid = tmp_path / "grid.toml"
+    grid.write_text(
+        GRID.replace('name = "linear"', 'name = "digits"\nmodel = "mlp"\nhidden = [8]')
+        .replace("n_samples = 40\nn_features = 3\n", "")
+        .replace('["sgd", "adam"]', '["sgd", "adam", "momentum", "AdamW", "rmsprop"]')
+        + "weight_decay = [0, 0.01]\n"
+    )
+    args = ["run", grid, "--dry-run", *(["--engine", engine] if engine else [])]
+    code, modules = _modules(tmp_path, *args)
+    assert code == 0
+    assert "torch" not in modules
+
+
+def test_a_bad_optimizer_value_found_without_torch_reads_as_torch_says(tmp_path: Path) -> None:
+    grid = tmp_path / "grid.toml"
+    grid.write_text(GRID.replace('["sgd", "adam"]', '"sgd"') + "momentum = [0.9, -0.5]\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "sgdbench", "run", str(grid), "--dry-run"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"{grid}: grid.momentum[1]: Invalid momentum value: -0.5"
+
+
+def test_plain_table_is_what_rich_prints() -> None:
+    import random
+
+    from sgdbench import text_table as t
+
+    rng, compared = random.Random(0), 0
+    words = ["", "a", "sgd", "0.001", "3e-05", "adam", "1_000", "cuda:0", "x y", "longer_name"]
+    for _ in range(200):
+        n_cols = rng.randint(1, 6)
+        header = [rng.choice(words[1:]) for _ in range(n_cols)]
+        rows = [[rng.choice(words) for _ in range(n_cols)] for _ in range(rng.randint(0, 5))]
+        table = t.TextTable(header, rows, n_labels=rng.randint(1, n_cols))
+        width = rng.randint(20, 120)
+        if t._fits(table, width):
+            assert t._plain(table) == t._rich(table, [], width, False, False), (table, width)
+            compared += 1
+    assert compared > 50  # most random tables fit: the plain path is what is tested
+
+
+def test_stacked_tables_read_from_source_equal_the_imported_ones() -> None:
+    from sgdbench import stacked_catalog, stacked_optim
+
+    static = stacked_catalog.read()
+    assert static is not None  # the algorithm blocks read plainly: no torch to form groups
+    assert static == (stacked_optim.ELEMENTWISE, stacked_optim.FLAGS)
+    for name, flags in stacked_optim.FLAGS.items():
+        kwargs = {k: not v for k, v in flags.items()}
+        assert stacked_catalog.group_flags(name, kwargs) == stacked_optim.group_flags(name, kwargs)
+
+
+def test_max_consecutive_failures_has_a_short_alias(tmp_path: Path) -> None:
+    from tests.helpers import cli
+
+    grid = tmp_path / "grid.toml"
+    grid.write_text(GRID)
+    assert cli("run", grid, "-F", "2", "--dry-run").exit_code == 0
+    assert cli("run", grid, "-F", "-1", "--dry-run").exit_code == 2  # min 0, as the long name

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sgdbench.errors import KeyedError
 from sgdbench.problems.base import Problem
+from sgdbench.problems.facts import check_classes, check_linear, split_sizes
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -49,11 +49,9 @@ def split(
     X: Tensor, y: Tensor, val_fraction: float, seed: int
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
     """Seeded train/validation split; no validation set when the fraction rounds to zero."""
-    n_val = round(len(X) * val_fraction)
+    _, n_val = split_sizes(len(X), val_fraction)
     if n_val == 0:
         return X, y, None, None
-    if n_val >= len(X):
-        raise KeyedError("val_fraction", f"leaves no training samples out of {len(X)}")
     order = torch.randperm(len(X), generator=_generator(seed + 1))
     val, train = order[:n_val], order[n_val:]
     return X[train], y[train], X[val], y[val]
@@ -70,13 +68,8 @@ def linear(
     seed: int = 0,
 ) -> Problem:
     g = _generator(seed)
-    if weights is not None and len(weights) != n_features:
-        raise KeyedError("weights", f"has {len(weights)} values for {n_features} features")
-    if (x_low is None) != (x_high is None):
-        raise KeyedError("x_high" if x_high is None else "x_low", "give both x_low and x_high")
+    check_linear(n_features, weights, x_low, x_high)
     if x_low is not None and x_high is not None:
-        if x_high <= x_low:
-            raise KeyedError("x_high", f"must be > x_low ({x_low}), got {x_high}")
         X = x_low + (x_high - x_low) * torch.rand(n_samples, n_features, generator=g)
     else:
         X = torch.randn(n_samples, n_features, generator=g)
@@ -142,9 +135,8 @@ def digits_data(classes: list[int] | None = None) -> tuple[Tensor, Tensor]:
     data = load_digits()
     X = torch.tensor(data.data, dtype=torch.float32) / 16.0
     y = torch.tensor(data.target, dtype=torch.long)
+    check_classes(classes)
     if classes is not None:
-        if len(set(classes)) < 2:
-            raise KeyedError("classes", f"needs at least two distinct digits, got {classes}")
         keep = torch.isin(y, torch.tensor(classes))
         X, y = X[keep], y[keep]
         remap = {c: i for i, c in enumerate(sorted(set(classes)))}

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from sgdbench.errors import KeyedError
 from sgdbench.problems.base import Problem
 from sgdbench.problems.builtin import cross_entropy_loss, split
+from sgdbench.problems.facts import check_heads
 
 
 def markov_grammar(
@@ -101,8 +101,7 @@ def grammar_transformer(
     is 0.76 nats, chance is ln 8 ≈ 2.08; tuned SGD, momentum and Adam reach 1.0 in 20 epochs at
     batch 64, ~2.6k parameters).
     """
-    if width % heads:
-        raise KeyedError("heads", f"must divide width ({width}), got {heads}")
+    check_heads(width, heads)
     X, y, _floor = markov_grammar(n_samples, vocab, context, concentration, seed)
     X, y, X_val, y_val = split(X, y, val_fraction, seed)
     return Problem(

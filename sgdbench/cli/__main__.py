@@ -1,0 +1,3 @@
+from sgdbench.cli import main
+
+main()
