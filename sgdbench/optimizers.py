@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 
@@ -107,13 +108,22 @@ def json_safe(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(kwargs.items())}
 
 
+def _construct(
+    cls: type[torch.optim.Optimizer], *args: Any, **kwargs: Any
+) -> torch.optim.Optimizer:
+    """``cls(*args, **kwargs)``: the stubs give ``Optimizer.__init__`` only ``(params, defaults)``,
+    while every subclass takes ``lr`` and its own keywords."""
+    make = cast(Callable[..., torch.optim.Optimizer], cls)
+    return make(*args, **kwargs)
+
+
 def check_constructible(class_name: str, lr: float, kwargs: dict[str, Any]) -> None:
     """Let torch validate the values (ranges, combinations) on a throw-away parameter."""
     if optimizer_class(class_name).__name__ in UNSUPPORTED:
         raise ValueError(UNSUPPORTED[optimizer_class(class_name).__name__])
     dummy = torch.nn.Parameter(torch.zeros(2, 2))
     try:
-        optimizer_class(class_name)([dummy], lr=lr, **to_torch(kwargs))
+        _construct(optimizer_class(class_name), [dummy], lr=lr, **to_torch(kwargs))
     except (ValueError, TypeError, RuntimeError) as e:
         raise ValueError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
 
@@ -167,7 +177,7 @@ def build_optimizer(
     cls = optimizer_class(class_name)
     accepted = inspect.signature(cls.__init__).parameters
     base = to_torch(kwargs)
-    candidates = {
+    candidates: dict[str, dict[str, Any] | None] = {
         "fused": {"fused": True} if "fused" in accepted and _fused_supported(device) else None,
         "foreach": {"foreach": True} if "foreach" in accepted else None,
         "forloop": {"foreach": False} if "foreach" in accepted else {},
@@ -180,7 +190,7 @@ def build_optimizer(
             last_error = ValueError(f"{cls.__name__} has no {name} implementation on {device.type}")
             continue
         try:
-            return cls(params, lr=lr, **base, **extra), name
+            return _construct(cls, params, lr=lr, **base, **extra), name
         except (RuntimeError, ValueError, TypeError) as e:  # e.g. fused with an unsupported option
             last_error = e
     raise ValueError(f"optimizer_impl = {impl!r}: {last_error}")
