@@ -18,7 +18,7 @@ from sgdbench import checkpoint
 from sgdbench.engine import eager
 from sgdbench.metrics import loss_digest
 from sgdbench.plan import load_grid
-from tests.helpers import REPO, cli, cli_subprocess, wait_until
+from tests.helpers import REPO, cli, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -171,37 +171,67 @@ def wait_for(predicate, timeout: float = 120.0) -> None:
 
 
 def reference_digests(tmp_path: Path, grid: str) -> dict[str, str]:
+    """The loss digests of an uninterrupted run (in-process: nothing here is killed)."""
     ref = tmp_path / "reference"
     ref.mkdir(exist_ok=True)
     (ref / "grid.toml").write_text(grid)
-    done = cli_subprocess("run", "grid.toml", "--out", "out", "-q", cwd=ref)
-    assert done.returncode == 0, done.stderr
+    done = cli("run", "grid.toml", "--out", "out", "-q", cwd=ref)
+    assert done.exit_code == 0, done
     return (
         pd.read_parquet(ref / "out" / "runs.parquet").set_index("run_id")["loss_digest"].to_dict()
     )
 
 
+# Runs the CLI and sends itself a real signal (SIGNAL_NAME) once checkpoint.save has written its
+# SIGNAL_AT-th checkpoint: the signal lands at a known step, however loaded the machine is, so the
+# runs can be short.
+SIGNALLER = """
+import os, signal, sys
+from sgdbench import checkpoint
+real_save, count = checkpoint.save, [0]
+def save(spec, state):
+    real_save(spec, state)
+    count[0] += 1
+    if count[0] == int(os.environ["SIGNAL_AT"]):
+        os.kill(os.getpid(), getattr(signal, os.environ["SIGNAL_NAME"]))
+checkpoint.save = save
+from sgdbench.cli import app
+app(sys.argv[1:])
+"""
+
+
+def signalled(args: list[str], cwd: Path, name: str, at: int) -> subprocess.Popen:
+    """``sgdbench ARGS`` in a subprocess signalled ``name`` after its ``at``-th checkpoint."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SIGNAL_NAME": name, "SIGNAL_AT": str(at)}
+    return subprocess.Popen(
+        [sys.executable, "-c", SIGNALLER, *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def test_kill_9_inside_a_run_resumes_from_its_checkpoint(tmp_path):
-    expected = reference_digests(tmp_path, LONG_GRID)
+    grid = LONG_GRID.replace("steps = 20000", "steps = 3000").replace("= 1000", "= 500")
+    expected = reference_digests(tmp_path, grid)
     work = tmp_path / "work"
     work.mkdir()
-    (work / "grid.toml").write_text(LONG_GRID)
-    proc = start(["run", "grid.toml", "--out", "out", "-q"], work)
+    (work / "grid.toml").write_text(grid)
+    # SIGKILL right after the second checkpoint (step 1000): well inside the run
+    proc = signalled(["run", "grid.toml", "--out", "out", "-q"], work, "SIGKILL", at=2)
+    proc.communicate(timeout=300)
+    assert proc.returncode == -signal.SIGKILL
     ckpt = work / "out" / "checkpoints"
-    wait_for(lambda: ckpt.is_dir() and any(p.suffix == ".pt" for p in ckpt.iterdir()))
-    (first,) = [p for p in ckpt.iterdir() if p.suffix == ".pt"]
-    written = first.stat().st_mtime_ns
-    # a later checkpoint replaced the first: the run is well inside, past a checkpoint
-    wait_for(lambda: any(p.stat().st_mtime_ns != written for p in ckpt.glob("*.pt")))
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    assert len(list(ckpt.glob("*.pt"))) == 1
     assert not (work / "out" / "runs.parquet").exists()  # killed mid-run: nothing committed
-    done = cli_subprocess("run", "grid.toml", "--out", "out", "-q", cwd=work)
-    assert done.returncode == 0, done.stderr
+    done = cli("run", "grid.toml", "--out", "out", "-q", cwd=work)
+    assert done.exit_code == 0, done
     runs = pd.read_parquet(work / "out" / "runs.parquet")
-    assert runs["resumed_from_step"].item() >= 1000
+    assert runs["resumed_from_step"].item() == 1000
     assert runs.set_index("run_id")["loss_digest"].to_dict() == expected
-    assert len(pd.read_parquet(work / "out" / "steps")) == 20000
+    assert len(pd.read_parquet(work / "out" / "steps")) == 3000
     assert not list(ckpt.glob("*.pt"))  # removed once the run committed
 
 
@@ -270,8 +300,8 @@ def test_killed_during_a_write_leaves_a_consistent_folder_and_a_rerun_finishes(
         assert (
             steps.groupby("run_id").size().to_dict() == runs.set_index("run_id")["steps"].to_dict()
         )
-    done = cli_subprocess("run", "grid.toml", "--out", "out", "-q", cwd=work)
-    assert done.returncode == 0, done.stderr
+    done = cli("run", "grid.toml", "--out", "out", "-q", cwd=work)  # the rerun: in-process
+    assert done.exit_code == 0, done
     runs = pd.read_parquet(out / "runs.parquet")
     assert len(runs) == 3 and runs["run_id"].is_unique
     assert runs.set_index("run_id")["loss_digest"].to_dict() == expected
@@ -289,8 +319,9 @@ def test_a_second_run_on_the_same_folder_is_refused(tmp_path):
                 and (tmp_path / "out" / ".lock").read_text().startswith("pid")
             )
         )
-        second = cli_subprocess("run", "grid.toml", "--out", "out", "-q", cwd=tmp_path)
-        assert second.returncode == 2
+        # from this (the pytest) process: another process than the lock's owner
+        second = cli("run", "grid.toml", "--out", "out", "-q", cwd=tmp_path)
+        assert second.exit_code == 2
         assert f"in use by pid {proc.pid}" in second.stderr
         assert len(second.stderr.strip().splitlines()) == 1
     finally:
@@ -304,22 +335,23 @@ def test_a_second_run_on_the_same_folder_is_refused(tmp_path):
 
 
 def test_ctrl_c_keeps_finished_runs_and_exits_130(tmp_path):
-    grid = CRASH_GRID.replace("steps = 30", "steps = 20000\ncheckpoint_every = 500")
+    # 300 steps a run, a checkpoint every 50: run 1 saves 5, so the 7th is run 2's at step 100
+    grid = CRASH_GRID.replace("steps = 30", "steps = 300\ncheckpoint_every = 50")
     (tmp_path / "grid.toml").write_text(grid)
-    proc = start(["run", "grid.toml", "--out", "out", "-q"], tmp_path)
-    runs_file = tmp_path / "out" / "runs.parquet"
-    wait_for(runs_file.exists)
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
+    proc = signalled(["run", "grid.toml", "--out", "out", "-q"], tmp_path, "SIGINT", at=7)
+    _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
+    runs_file = tmp_path / "out" / "runs.parquet"
     finished = pd.read_parquet(runs_file)
-    assert 1 <= len(finished) < 3 and set(finished["status"]) == {"ok"}
+    assert len(finished) == 1 and set(finished["status"]) == {"ok"}
     # the interrupted run left a checkpoint at the window where it stopped
-    assert list((tmp_path / "out" / "checkpoints").glob("*.pt"))
-    done = cli_subprocess("run", "grid.toml", "--out", "out", "-q", cwd=tmp_path)
-    assert done.returncode == 0
-    assert len(pd.read_parquet(runs_file)) == 3
+    (saved,) = (tmp_path / "out" / "checkpoints").glob("*.pt")
+    assert 100 <= torch.load(saved, weights_only=True)["step"] < 300
+    done = cli("run", "grid.toml", "--out", "out", "-q", cwd=tmp_path)
+    assert done.exit_code == 0, done
+    runs = pd.read_parquet(runs_file)
+    assert len(runs) == 3 and runs["resumed_from_step"].notna().sum() == 1
 
 
 def test_a_full_disk_is_a_clear_error_and_keeps_earlier_results(tmp_path):
@@ -534,7 +566,7 @@ def test_force_keeps_the_old_rows_until_the_new_runs_commit(tmp_path, crash_refe
     assert crashed.returncode == 137, crashed.stderr
     kept = pd.read_parquet(tmp_path / "out" / "runs.parquet")
     assert kept.set_index("run_id")["loss_digest"].to_dict() == crash_reference
-    done = cli_subprocess("run", "grid.toml", "--out", "out", "-q", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    done = cli("run", "grid.toml", "--out", "out", "-q", cwd=tmp_path)
+    assert done.exit_code == 0, done
     runs = pd.read_parquet(tmp_path / "out" / "runs.parquet")
     assert runs.set_index("run_id")["loss_digest"].to_dict() == crash_reference
