@@ -170,6 +170,7 @@ def crash(project: Path, method: str, at: int, *args: str) -> None:
     assert crashed.returncode == 137, crashed.stderr
 
 
+@pytest.mark.slow  # a process killed half-way
 def test_force_killed_half_way_keeps_the_runs_not_yet_redone(project):
     out = project / "out"
     before = pd.read_parquet(out / "runs.parquet").set_index("run_id")
@@ -182,6 +183,7 @@ def test_force_killed_half_way_keeps_the_runs_not_yet_redone(project):
     assert_rows_match_files(out)
 
 
+@pytest.mark.slow  # a process killed half-way
 def test_a_kill_after_the_commit_journal_finishes_the_replacement_on_the_next_run(project):
     out = project / "out"
     crash(project, "_finish_replacing", 1, "--force")
