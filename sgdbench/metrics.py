@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -151,7 +151,9 @@ def summarize(spec: RunSpec, traj: Trajectory) -> dict[str, Any]:
     steps = traj.steps
     train_losses = ev["train_loss"]
     cosine = traj.info.get("update_cosine", math.nan)
-    diagnosis = diagnose.verdict(traj.status, ev["step"], train_losses, spec.target_loss, cosine)
+    # The engine appends int steps; Trajectory.evals types every column as float.
+    eval_steps = cast(list[int], ev["step"])
+    diagnosis = diagnose.verdict(traj.status, eval_steps, train_losses, spec.target_loss, cosine)
     return {
         "steps": steps,
         "epochs": steps / spec.steps_per_epoch,
@@ -171,5 +173,5 @@ def summarize(spec: RunSpec, traj: Trajectory) -> dict[str, Any]:
         "verdict_detail": diagnosis.detail,
         "projected_steps_to_target": diagnosis.projected_steps_to_target,
         "update_cosine": cosine,
-        **diagnose.best_validation(ev["step"], ev["val_loss"]),
+        **diagnose.best_validation(eval_steps, ev["val_loss"]),
     }

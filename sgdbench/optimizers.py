@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 from sgdbench import optimizer_catalog, optimizer_checks
 from sgdbench.optimizer_catalog import BUILTIN_PRESETS as BUILTIN_PRESETS  # re-exported
@@ -132,6 +133,15 @@ def json_safe(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(kwargs.items())}
 
 
+def _construct(
+    cls: type[torch.optim.Optimizer], *args: Any, **kwargs: Any
+) -> torch.optim.Optimizer:
+    """``cls(*args, **kwargs)``: the stubs give ``Optimizer.__init__`` only ``(params, defaults)``,
+    while every subclass takes ``lr`` and its own keywords."""
+    make = cast(Callable[..., "torch.optim.Optimizer"], cls)
+    return make(*args, **kwargs)
+
+
 def check_constructible(name: str, lr: float, kwargs: dict[str, Any]) -> None:
     """Let torch validate the values (ranges, combinations) on a throw-away parameter: its
     checks read from its source where they read plainly (``optimizer_checks``), else torch."""
@@ -147,7 +157,7 @@ def check_constructible(name: str, lr: float, kwargs: dict[str, Any]) -> None:
 
     dummy = torch.nn.Parameter(torch.zeros(2, 2))
     try:
-        optimizer_class(name)([dummy], lr=lr, **to_torch(kwargs))
+        _construct(optimizer_class(name), [dummy], lr=lr, **to_torch(kwargs))
     except (ValueError, TypeError, RuntimeError) as e:
         raise ValueError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
 
@@ -214,7 +224,7 @@ def build_optimizer(
             last_error = ValueError(f"{cls.__name__} has no {name} implementation on {device.type}")
             continue
         try:
-            return cls(params, lr=lr, **base, **extra), name
+            return _construct(cls, params, lr=lr, **base, **extra), name
         except (RuntimeError, ValueError, TypeError) as e:  # e.g. fused with an unsupported option
             last_error = e
     raise ValueError(f"optimizer_impl = {impl!r}: {last_error}")

@@ -210,12 +210,68 @@ def _as_dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _check_label(file: str, where: str, label: Any, seen: dict[str, str]) -> str:
+    if not isinstance(label, str) or not _LABEL_RE.fullmatch(label) or len(label) > 100:
+        raise _fail(
+            file, f"{where}.label", f"must be letters, digits, '_', '-' or '.', got {label!r}"
+        )
+    if label in RESERVED_LABELS or label.startswith("."):
+        raise _fail(file, f"{where}.label", f"{label!r} is reserved")
+    if label in seen:
+        raise _fail(
+            file, f"{where}.label", f"{label!r} is already {seen[label]}'s; give each a label"
+        )
+    seen[label] = where
+    return label
+
+
+def _load_member(
+    path: Path,
+    data: dict[str, Any],
+    entry: Any,
+    where: str,
+    seen: dict[str, str],
+    engine: str | None,
+) -> Member:
+    """One [[problems]] entry: a grid_file of its own, or a problem over the suite's shared
+    tables. Its label is checked (and claimed in ``seen``) before an inline grid is loaded."""
+    from sgdbench.plan import load_grid
+
+    file = str(path)
+    if not isinstance(entry, dict):
+        raise _fail(file, where, "must be a table")
+    label = entry.get("label")
+    grid_file = entry.get("grid_file")
+    if grid_file is not None:
+        extra = [k for k in entry if k not in ("label", "grid_file")]
+        if extra:
+            raise _fail(
+                file, f"{where}.{extra[0]}", "a grid_file entry takes only label and grid_file"
+            )
+        if not isinstance(grid_file, str) or not grid_file:
+            raise _fail(file, f"{where}.grid_file", "must be a path to a grid file")
+        grid = load_grid(path.parent / grid_file, engine=engine)
+        label = _check_label(file, where, grid.name if label is None else label, seen)
+        return Member(label, grid)
+    if not isinstance(entry.get("name"), str):
+        raise _fail(file, f"{where}.name", "required: the problem's name")
+    label = _check_label(file, where, entry["name"] if label is None else label, seen)
+    member_data = _member_data(file, data, entry, label, where)
+    try:
+        member_text = grid_text(member_data)
+    except ValueError as e:
+        raise _fail(file, where, str(e)) from None
+    try:
+        grid = load_grid(path, engine=engine, text=member_text)
+    except GridError as e:
+        raise _relocate(e, entry, where) from None
+    return Member(label, grid)
+
+
 def load_suite(path: str | Path, *, engine: str | None = None) -> Suite:
     """Read a suite file and load every member grid (``GridError``, exit 2, on bad input).
 
     Nothing is written: every member is validated before any of them runs."""
-    from sgdbench.plan import load_grid
-
     path = Path(path)
     file = str(path)
     read = _read(path)
@@ -233,50 +289,11 @@ def load_suite(path: str | Path, *, engine: str | None = None) -> Suite:
         raise _fail(file, "problems", "needs at least one [[problems]] entry")
     if len(entries) > MAX_MEMBERS:
         raise _fail(file, "problems", f"at most {MAX_MEMBERS} problems, got {len(entries)}")
-    members: list[Member] = []
     seen: dict[str, str] = {}
-    for i, entry in enumerate(entries):
-        where = f"problems[{i}]"
-        if not isinstance(entry, dict):
-            raise _fail(file, where, "must be a table")
-        label = entry.get("label")
-        grid_file = entry.get("grid_file")
-        if grid_file is not None:
-            extra = [k for k in entry if k not in ("label", "grid_file")]
-            if extra:
-                raise _fail(
-                    file, f"{where}.{extra[0]}", "a grid_file entry takes only label and grid_file"
-                )
-            if not isinstance(grid_file, str) or not grid_file:
-                raise _fail(file, f"{where}.grid_file", "must be a path to a grid file")
-            grid = load_grid(path.parent / grid_file, engine=engine)
-            label = grid.name if label is None else label
-        else:
-            if not isinstance(entry.get("name"), str):
-                raise _fail(file, f"{where}.name", "required: the problem's name")
-            label = entry["name"] if label is None else label
-        if not isinstance(label, str) or not _LABEL_RE.fullmatch(label) or len(label) > 100:
-            raise _fail(
-                file, f"{where}.label", f"must be letters, digits, '_', '-' or '.', got {label!r}"
-            )
-        if label in RESERVED_LABELS or label.startswith("."):
-            raise _fail(file, f"{where}.label", f"{label!r} is reserved")
-        if label in seen:
-            raise _fail(
-                file, f"{where}.label", f"{label!r} is already {seen[label]}'s; give each a label"
-            )
-        seen[label] = where
-        if grid_file is None:
-            member_data = _member_data(file, data, entry, label, where)
-            try:
-                member_text = grid_text(member_data)
-            except ValueError as e:
-                raise _fail(file, where, str(e)) from None
-            try:
-                grid = load_grid(path, engine=engine, text=member_text)
-            except GridError as e:
-                raise _relocate(e, entry, where) from None
-        members.append(Member(label, grid))
+    members = [
+        _load_member(path, data, entry, f"problems[{i}]", seen, engine)
+        for i, entry in enumerate(entries)
+    ]
     return Suite(name=name, path=path, text=text, members=members)
 
 

@@ -32,7 +32,7 @@ def plot(
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    from sgdbench.plot import _RC, SUFFIXES, style
+    from sgdbench.plot.style import RC, SUFFIXES, style
     from sgdbench.suite_report import TAU_MAX, load
 
     if kind not in KINDS:
@@ -45,7 +45,7 @@ def plot(
     if out.suffix.lower() not in SUFFIXES:
         raise UsageError(f"--out: unknown picture type {out.suffix!r} (use .png, .svg or .pdf)")
     res = load(results, target_loss=target_loss, all_versions=all_versions)
-    with plt.rc_context(_RC):
+    with plt.rc_context(RC):
         if kind == "profile":
             fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
             taus = np.linspace(1.0, TAU_MAX, 601)

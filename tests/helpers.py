@@ -67,3 +67,38 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 120.0, what: st
         if time.monotonic() > deadline:
             raise AssertionError(f"after {timeout_s:g} s, still waiting: {what or condition}")
         time.sleep(0.02)  # the polling interval, not a timing
+
+
+def _forked_main(args: list[str], cwd: str, err: str, before: Callable[[], object] | None) -> None:
+    os.chdir(cwd)
+    with open(err, "w") as stream:  # the child's stderr (fd 2) into a file the parent reads
+        os.dup2(stream.fileno(), 2)
+    sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115 (lives as long as the child)
+    if before is not None:
+        before()
+    from sgdbench.cli import app
+
+    app(args)
+
+
+def cli_forked(
+    *args: str | Path, cwd: Path, before: Callable[[], object] | None = None, timeout: float = 300
+) -> tuple[int | None, str]:
+    """Run ``sgdbench ARGS`` in a forked child of this process: its own process (it can be
+    killed, signalled or die half-way: ``before`` runs in the child first and may patch it to)
+    without paying a fresh interpreter's torch import. Returns the exit code (``-N`` for
+    signal N) and the child's stderr."""
+    import multiprocessing
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("r", suffix=".stderr") as err:
+        child = multiprocessing.get_context("fork").Process(
+            target=_forked_main, args=([str(a) for a in args], str(cwd), err.name, before)
+        )
+        child.start()
+        child.join(timeout)
+        if child.exitcode is None:
+            child.kill()
+            child.join()
+            raise AssertionError(f"sgdbench {' '.join(map(str, args))}: still running")
+        return child.exitcode, err.read()

@@ -26,6 +26,8 @@ from sgdbench.engine import execute_unit, plan
 from sgdbench.plan import load_grid
 from tests.helpers import REPO
 
+pytestmark = pytest.mark.slow  # the published protocol: seconds of training
+
 PUBLISHED = {  # optimizer: (final train loss, final test loss)
     "sgd": (84.58, 87.53),
     "momentum": (85.06, 87.07),

@@ -41,6 +41,7 @@ def test_every_experiment_says_what_it_answers():
             load_grid(path)  # and it is a valid grid
 
 
+@pytest.mark.slow  # seconds of training
 def test_small_batches_need_about_the_same_steps_but_far_fewer_samples(tmp_path):
     """Counted exactly, at lr 0.1 every batch size reaches the target in about 35 steps (batch
     1 seemed to need 100 only while evaluations came once per epoch): a noisy step makes about
@@ -96,6 +97,7 @@ def test_digits_linear_classifier_reaches_95_percent(tmp_path):
     assert runs["best_val_step"].notna().all()
 
 
+@pytest.mark.slow  # seconds of training
 def test_larger_batches_trade_steps_for_samples(tmp_path):
     runs = run_experiment("noisy_quadratic_batch_size", tmp_path)
     median = runs.groupby("batch_size")[["steps_to_target", "samples_to_target"]].median()
@@ -105,6 +107,7 @@ def test_larger_batches_trade_steps_for_samples(tmp_path):
     assert order["steps_to_target"].iloc[0] > 10 * order["steps_to_target"].iloc[-1]
 
 
+@pytest.mark.slow  # seconds of training
 def test_resume_adam_needs_the_optimizer_state(tmp_path):
     (spec,) = load_grid(EXPERIMENTS / "resume_adam.toml").runs
     # CI-sized: the experiment's schedule and checkpointing, over fewer steps.

@@ -86,7 +86,7 @@ def test_lr_plot_marks_diverged_configuration(seeds: Path) -> None:
     runs = report.load_runs(seeds)
     table = report.summarize_runs(runs)
     fig, ax = _axes()
-    plot._lr(ax, runs, table, metric="final")
+    plot.draw_lr(ax, runs, table, metric="final")
     crosses = [line for line in ax.lines if line.get_marker() == "X" and len(line.get_xdata())]
     assert [list(c.get_xdata()) for c in crosses] == [[0.5]]
     n_div = table.loc[table["lr"] == 0.5, "n_diverged"].item()
@@ -98,7 +98,7 @@ def test_curves_median_is_the_raw_loss_without_smoothing(quad: Path) -> None:
     runs = report.load_runs(quad)
     table = report.summarize_runs(runs)
     fig, ax = _axes()
-    plot._curves(ax, quad, runs, table, x="step", smooth=1)
+    plot.draw_curves(ax, quad, runs, table, x="step", smooth=1)
     steps = pd.read_parquet(quad / "steps")
     rid = runs.loc[runs["lr"] == 0.1, "run_id"].item()
     expected = steps[steps["run_id"] == rid].sort_values("step")["loss"].to_numpy()
@@ -121,7 +121,7 @@ def test_ema_is_bias_corrected() -> None:
 def test_speed_plot_says_not_reached(seeds: Path) -> None:
     table = report.summarize_runs(report.load_runs(seeds))
     fig, ax = _axes()
-    plot._speed(ax, table, x="step")
+    plot.draw_speed(ax, table, x="step")
     texts = [t.get_text() for t in ax.texts]
     assert any(t.startswith("not reached") for t in texts)
     assert any("4/4 reached" in t for t in texts)
@@ -134,7 +134,7 @@ def test_smoothing_never_draws_a_drop_as_a_decline(quad: Path) -> None:
     runs = report.load_runs(quad)
     table = report.summarize_runs(runs)
     fig, ax = _axes()
-    plot._curves(ax, quad, runs, table, x="step", smooth=20)
+    plot.draw_curves(ax, quad, runs, table, x="step", smooth=20)
     line = next(line for line in ax.lines if line.get_label() == "lr=0.5")
     y = np.asarray(line.get_ydata(), dtype=float)
     assert y[0] == pytest.approx(2.25)
@@ -148,7 +148,7 @@ def test_smoothed_minibatch_line_has_its_raw_median_under_it(seeds: Path) -> Non
     runs = report.load_runs(seeds)
     table = report.summarize_runs(runs)
     fig, ax = _axes()
-    plot._curves(ax, seeds, runs, table, x="step", smooth=10)
+    plot.draw_curves(ax, seeds, runs, table, x="step", smooth=10)
     steps = pd.read_parquet(seeds / "steps")
     ids = runs.loc[runs["lr"] == 0.05, "run_id"]
     raw = steps[steps["run_id"].isin(ids)].groupby("step")["loss"].median().to_numpy()
@@ -171,7 +171,7 @@ def test_curves_against_samples_and_epochs(seeds: Path, x: str, per_step: float)
     runs = report.load_runs(seeds)
     table = report.summarize_runs(runs)
     fig, ax = _axes()
-    plot._curves(ax, seeds, runs, table, x=x, smooth=1)
+    plot.draw_curves(ax, seeds, runs, table, x=x, smooth=1)
     line = next(line for line in ax.lines if line.get_label().startswith("lr=0.05"))
     xs = np.asarray(line.get_xdata(), dtype=float)
     np.testing.assert_allclose(xs, np.arange(len(xs)) * per_step)
@@ -217,7 +217,7 @@ def test_lr_plot_tick_labels_do_not_overlap(tmp_path: Path) -> None:
     table = report.summarize_runs(runs)
     fig, ax = _axes()
     fig.set_size_inches(9, 5)
-    plot._lr(ax, runs, table, metric="final")
+    plot.draw_lr(ax, runs, table, metric="final")
     fig.canvas.draw()
     shown = [t for t in ax.get_xticklabels() if t.get_text()]
     # the range is always labelled; "1" gives way to "1.1"
@@ -232,7 +232,7 @@ def test_lr_plot_diverged_label_stays_inside_the_axes(quad: Path) -> None:
     runs = report.load_runs(quad)
     table = report.summarize_runs(runs)
     fig, ax = _axes()
-    plot._lr(ax, runs, table, metric="final")
+    plot.draw_lr(ax, runs, table, metric="final")
     ax.set_title("title", loc="left")
     fig.canvas.draw()
     label = next(t for t in ax.texts if t.get_text() == "median diverged")

@@ -62,6 +62,7 @@ def executed_shadows(folder: Path) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.imported"))
 
 
+@pytest.mark.slow  # a fresh interpreter (and, with --jobs 2, two workers)
 @pytest.mark.parametrize("jobs", [[], ["--jobs", "2"]], ids=["serial", "jobs2"])
 def test_modules_beside_a_builtin_problem_grid_are_not_imported(tmp_path, jobs):
     grid_dir = tmp_path / "grids"
@@ -77,6 +78,7 @@ def test_modules_beside_a_builtin_problem_grid_are_not_imported(tmp_path, jobs):
     assert len(pd.read_parquet(tmp_path / "out" / "runs.parquet")) == 2
 
 
+@pytest.mark.slow  # a fresh interpreter (and, with --jobs 2, two workers)
 @pytest.mark.parametrize("jobs", [[], ["--jobs", "2"]], ids=["serial", "jobs2"])
 def test_plugin_beside_its_grid_loads_and_shadows_nothing(tmp_path, jobs):
     grid_dir = tmp_path / "grids"
@@ -157,6 +159,7 @@ def test_a_plugin_that_exits_is_a_one_line_grid_error(tmp_path, body):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # a driver and two worker processes
 def test_a_plugin_that_exits_in_a_worker_fails_that_run(tmp_path):
     """Validation builds the problem in the driver only; a worker that hits sys.exit() while
     building records a failed run instead of passing for a finished one."""

@@ -18,7 +18,7 @@ from sgdbench import checkpoint
 from sgdbench.engine import eager
 from sgdbench.metrics import loss_digest
 from sgdbench.plan import load_grid
-from tests.helpers import REPO, cli, cli_subprocess, wait_until
+from tests.helpers import REPO, cli, cli_forked, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -171,37 +171,62 @@ def wait_for(predicate, timeout: float = 120.0) -> None:
 
 
 def reference_digests(tmp_path: Path, grid: str) -> dict[str, str]:
+    """The loss digests of an uninterrupted run (in-process: nothing here is killed)."""
     ref = tmp_path / "reference"
     ref.mkdir(exist_ok=True)
     (ref / "grid.toml").write_text(grid)
-    done = cli_subprocess("run", "grid.toml", "--out", "out", "-q", cwd=ref)
-    assert done.returncode == 0, done.stderr
+    done = cli("run", "grid.toml", "--out", "out", "-q", cwd=ref)
+    assert done.exit_code == 0, done
     return (
         pd.read_parquet(ref / "out" / "runs.parquet").set_index("run_id")["loss_digest"].to_dict()
     )
 
 
+def signal_at_checkpoint(name: str, at: int):
+    """A patch for a forked CLI: once checkpoint.save has written its ``at``-th checkpoint, the
+    process sends itself a real signal ``name``. The signal lands at a known step, however loaded
+    the machine is, so the runs can be short."""
+
+    def patch() -> None:
+        real_save, count = checkpoint.save, [0]
+
+        def save(spec, state):
+            real_save(spec, state)
+            count[0] += 1
+            if count[0] == at:
+                os.kill(os.getpid(), getattr(signal, name))
+
+        checkpoint.save = save
+
+    return patch
+
+
 def test_kill_9_inside_a_run_resumes_from_its_checkpoint(tmp_path):
-    expected = reference_digests(tmp_path, LONG_GRID)
+    grid = LONG_GRID.replace("steps = 20000", "steps = 3000").replace("= 1000", "= 500")
+    expected = reference_digests(tmp_path, grid)
     work = tmp_path / "work"
     work.mkdir()
-    (work / "grid.toml").write_text(LONG_GRID)
-    proc = start(["run", "grid.toml", "--out", "out", "-q"], work)
+    (work / "grid.toml").write_text(grid)
+    # SIGKILL right after the second checkpoint (step 1000): well inside the run
+    code, _ = cli_forked(
+        "run",
+        "grid.toml",
+        "--out",
+        "out",
+        "-q",
+        cwd=work,
+        before=signal_at_checkpoint("SIGKILL", 2),
+    )
+    assert code == -signal.SIGKILL
     ckpt = work / "out" / "checkpoints"
-    wait_for(lambda: ckpt.is_dir() and any(p.suffix == ".pt" for p in ckpt.iterdir()))
-    (first,) = [p for p in ckpt.iterdir() if p.suffix == ".pt"]
-    written = first.stat().st_mtime_ns
-    # a later checkpoint replaced the first: the run is well inside, past a checkpoint
-    wait_for(lambda: any(p.stat().st_mtime_ns != written for p in ckpt.glob("*.pt")))
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    assert len(list(ckpt.glob("*.pt"))) == 1
     assert not (work / "out" / "runs.parquet").exists()  # killed mid-run: nothing committed
-    done = cli_subprocess("run", "grid.toml", "--out", "out", "-q", cwd=work)
-    assert done.returncode == 0, done.stderr
+    done = cli("run", "grid.toml", "--out", "out", "-q", cwd=work)
+    assert done.exit_code == 0, done
     runs = pd.read_parquet(work / "out" / "runs.parquet")
-    assert runs["resumed_from_step"].item() >= 1000
+    assert runs["resumed_from_step"].item() == 1000
     assert runs.set_index("run_id")["loss_digest"].to_dict() == expected
-    assert len(pd.read_parquet(work / "out" / "steps")) == 20000
+    assert len(pd.read_parquet(work / "out" / "steps")) == 3000
     assert not list(ckpt.glob("*.pt"))  # removed once the run committed
 
 
@@ -218,20 +243,24 @@ lr = [0.01, 0.02, 0.03]
 batch_size = 4
 """
 
-# Runs the CLI with os.replace patched to die (like kill -9) just before its Nth rename:
-# the temporary of that write is complete on disk, the real file is not there yet.
-CRASHER = """
-import os, sys
-real_replace, count = os.replace, [0]
-def replace(src, dst):
-    count[0] += 1
-    if count[0] == int(os.environ["CRASH_AT_RENAME"]):
-        os._exit(137)
-    real_replace(src, dst)
-os.replace = replace
-from sgdbench.cli import app
-app(sys.argv[1:])
-"""
+
+def crash_at_rename(cwd: Path, rename: int, *args: str) -> int | None:
+    """Run ``sgdbench ARGS`` in a forked child that dies (like kill -9: no cleanup, no flush)
+    just before its ``rename``-th os.replace: the temporary of that write is complete on disk, the
+    real file is not there yet. Returns the child's exit code."""
+
+    def patch() -> None:
+        real_replace, count = os.replace, [0]
+
+        def replace(src, dst):
+            count[0] += 1
+            if count[0] == rename:
+                os._exit(137)
+            real_replace(src, dst)
+
+        os.replace = replace
+
+    return cli_forked(*args, cwd=cwd, before=patch)[0]
 
 
 @pytest.fixture(scope="module")
@@ -249,15 +278,7 @@ def test_killed_during_a_write_leaves_a_consistent_folder_and_a_rerun_finishes(
     work = tmp_path / "work"
     work.mkdir()
     (work / "grid.toml").write_text(CRASH_GRID)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "CRASH_AT_RENAME": str(rename)}
-    crashed = subprocess.run(
-        [sys.executable, "-c", CRASHER, "run", "grid.toml", "--out", "out", "-q"],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert crashed.returncode == 137, crashed.stderr
+    assert crash_at_rename(work, rename, "run", "grid.toml", "--out", "out", "-q") == 137
     out = work / "out"
     committed = set()
     if (out / "runs.parquet").exists():
@@ -270,8 +291,8 @@ def test_killed_during_a_write_leaves_a_consistent_folder_and_a_rerun_finishes(
         assert (
             steps.groupby("run_id").size().to_dict() == runs.set_index("run_id")["steps"].to_dict()
         )
-    done = cli_subprocess("run", "grid.toml", "--out", "out", "-q", cwd=work)
-    assert done.returncode == 0, done.stderr
+    done = cli("run", "grid.toml", "--out", "out", "-q", cwd=work)  # the rerun: in-process
+    assert done.exit_code == 0, done
     runs = pd.read_parquet(out / "runs.parquet")
     assert len(runs) == 3 and runs["run_id"].is_unique
     assert runs.set_index("run_id")["loss_digest"].to_dict() == expected
@@ -289,8 +310,9 @@ def test_a_second_run_on_the_same_folder_is_refused(tmp_path):
                 and (tmp_path / "out" / ".lock").read_text().startswith("pid")
             )
         )
-        second = cli_subprocess("run", "grid.toml", "--out", "out", "-q", cwd=tmp_path)
-        assert second.returncode == 2
+        # from this (the pytest) process: another process than the lock's owner
+        second = cli("run", "grid.toml", "--out", "out", "-q", cwd=tmp_path)
+        assert second.exit_code == 2
         assert f"in use by pid {proc.pid}" in second.stderr
         assert len(second.stderr.strip().splitlines()) == 1
     finally:
@@ -304,22 +326,30 @@ def test_a_second_run_on_the_same_folder_is_refused(tmp_path):
 
 
 def test_ctrl_c_keeps_finished_runs_and_exits_130(tmp_path):
-    grid = CRASH_GRID.replace("steps = 30", "steps = 20000\ncheckpoint_every = 500")
+    # 300 steps a run, a checkpoint every 50: run 1 saves 5, so the 7th is run 2's at step 100
+    grid = CRASH_GRID.replace("steps = 30", "steps = 300\ncheckpoint_every = 50")
     (tmp_path / "grid.toml").write_text(grid)
-    proc = start(["run", "grid.toml", "--out", "out", "-q"], tmp_path)
-    runs_file = tmp_path / "out" / "runs.parquet"
-    wait_for(runs_file.exists)
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
+    code, stderr = cli_forked(
+        "run",
+        "grid.toml",
+        "--out",
+        "out",
+        "-q",
+        cwd=tmp_path,
+        before=signal_at_checkpoint("SIGINT", 7),
+    )
+    assert code == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
+    runs_file = tmp_path / "out" / "runs.parquet"
     finished = pd.read_parquet(runs_file)
-    assert 1 <= len(finished) < 3 and set(finished["status"]) == {"ok"}
+    assert len(finished) == 1 and set(finished["status"]) == {"ok"}
     # the interrupted run left a checkpoint at the window where it stopped
-    assert list((tmp_path / "out" / "checkpoints").glob("*.pt"))
-    done = cli_subprocess("run", "grid.toml", "--out", "out", "-q", cwd=tmp_path)
-    assert done.returncode == 0
-    assert len(pd.read_parquet(runs_file)) == 3
+    (saved,) = (tmp_path / "out" / "checkpoints").glob("*.pt")
+    assert 100 <= torch.load(saved, weights_only=True)["step"] < 300
+    done = cli("run", "grid.toml", "--out", "out", "-q", cwd=tmp_path)
+    assert done.exit_code == 0, done
+    runs = pd.read_parquet(runs_file)
+    assert len(runs) == 3 and runs["resumed_from_step"].notna().sum() == 1
 
 
 def test_a_full_disk_is_a_clear_error_and_keeps_earlier_results(tmp_path):
@@ -329,23 +359,17 @@ def test_a_full_disk_is_a_clear_error_and_keeps_earlier_results(tmp_path):
     before = (tmp_path / "out" / "runs.parquet").read_bytes()
     bigger = CRASH_GRID.replace("steps = 30", "steps = 5000")
     (tmp_path / "grid.toml").write_text(bigger)
+
     # RLIMIT_FSIZE makes writes past 48 KiB fail with EFBIG, as a full disk fails with ENOSPC.
-    code = (
-        "import resource, sys\n"
-        "resource.setrlimit(resource.RLIMIT_FSIZE, (48 * 1024, 48 * 1024))\n"
-        "from sgdbench.cli import app\napp(sys.argv[1:])\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run(
-        [sys.executable, "-c", code, "run", "grid.toml", "--out", "out", "-q"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 1, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "cannot write results" in lines[0], done.stderr
+    def limit() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (48 * 1024, 48 * 1024))
+
+    code, stderr = cli_forked("run", "grid.toml", "--out", "out", "-q", cwd=tmp_path, before=limit)
+    assert code == 1, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot write results" in lines[0], stderr
     assert (tmp_path / "out" / "runs.parquet").read_bytes() == before
 
 
@@ -522,19 +546,12 @@ def test_finished_rows_are_committed_while_the_next_run_trains(tmp_path):
 def test_force_keeps_the_old_rows_until_the_new_runs_commit(tmp_path, crash_reference):
     (tmp_path / "grid.toml").write_text(CRASH_GRID)
     assert cli("run", "grid.toml", "--out", "out", "-q", cwd=tmp_path).exit_code == 0
-    env = {**os.environ, "PYTHONPATH": str(REPO), "CRASH_AT_RENAME": "4"}
     # renames: .sgdbench, grid.toml, env.json, then run 1's staged steps
-    crashed = subprocess.run(
-        [sys.executable, "-c", CRASHER, "run", "grid.toml", "--out", "out", "-q", "--force"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert crashed.returncode == 137, crashed.stderr
+    args = ("run", "grid.toml", "--out", "out", "-q", "--force")
+    assert crash_at_rename(tmp_path, 4, *args) == 137
     kept = pd.read_parquet(tmp_path / "out" / "runs.parquet")
     assert kept.set_index("run_id")["loss_digest"].to_dict() == crash_reference
-    done = cli_subprocess("run", "grid.toml", "--out", "out", "-q", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    done = cli("run", "grid.toml", "--out", "out", "-q", cwd=tmp_path)
+    assert done.exit_code == 0, done
     runs = pd.read_parquet(tmp_path / "out" / "runs.parquet")
     assert runs.set_index("run_id")["loss_digest"].to_dict() == crash_reference

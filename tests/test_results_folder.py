@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from tests.helpers import REPO, cli
+from tests.helpers import cli, cli_forked
 
 GRID = """
 name = "folder"
@@ -141,33 +139,27 @@ def test_a_folder_of_the_previous_version_is_adopted(project):
     assert "left out" not in report.stderr
 
 
-# Runs the CLI with one store method patched to die (like kill -9) at its Nth call.
-CRASHER = """
-import os, sys
-from sgdbench import store
-method = os.environ["CRASH_METHOD"]
-real, count = getattr(store.ResultsStore, method), [0]
-def crashing(self, *args, **kwargs):
-    count[0] += 1
-    if count[0] == int(os.environ["CRASH_AT"]):
-        os._exit(137)
-    return real(self, *args, **kwargs)
-setattr(store.ResultsStore, method, crashing)
-from sgdbench.cli import app
-app(sys.argv[1:])
-"""
-
-
 def crash(project: Path, method: str, at: int, *args: str) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "CRASH_METHOD": method, "CRASH_AT": str(at)}
-    crashed = subprocess.run(
-        [sys.executable, "-c", CRASHER, "run", "grid.toml", "--out", "out", "-q", *args],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
+    """``sgdbench run`` in a forked child whose ResultsStore.METHOD dies (like kill -9: no
+    cleanup, no flush) at its ``at``-th call."""
+
+    def patch() -> None:
+        from sgdbench import store
+
+        real, count = getattr(store.ResultsStore, method), [0]
+
+        def crashing(self, *args, **kwargs):
+            count[0] += 1
+            if count[0] == at:
+                os._exit(137)
+            return real(self, *args, **kwargs)
+
+        setattr(store.ResultsStore, method, crashing)
+
+    code, stderr = cli_forked(
+        "run", "grid.toml", "--out", "out", "-q", *args, cwd=project, before=patch
     )
-    assert crashed.returncode == 137, crashed.stderr
+    assert code == 137, stderr
 
 
 def test_force_killed_half_way_keeps_the_runs_not_yet_redone(project):

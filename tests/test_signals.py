@@ -17,7 +17,10 @@ import pytest
 from sgdbench.executors import lifeline
 from tests.helpers import REPO, wait_until
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+pytestmark = [
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc"),
+    pytest.mark.slow,  # drivers and workers in real processes
+]
 
 STARTUP_S = 180  # a loaded 2-core machine takes tens of seconds to start a driver and 2 workers
 

@@ -43,6 +43,8 @@ def haar_rotation(dim: int, rng: np.random.RandomState) -> np.ndarray:
 class NoisyQuadraticModel(nn.Module):
     """Per-sample loss 0.5 (θ - x)ᵀ Q (θ - x); θ starts at ones as in DeepOBS."""
 
+    Q: Tensor  # a buffer
+
     def __init__(self, Q: Tensor) -> None:
         super().__init__()
         self.theta = nn.Parameter(torch.ones(Q.shape[0]))

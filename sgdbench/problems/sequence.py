@@ -47,6 +47,8 @@ class TinyTransformer(nn.Module):
     runs under ``torch.vmap`` on the stacked engine.
     """
 
+    future: Tensor  # a buffer: True above the diagonal (positions not to attend to)
+
     def __init__(self, vocab: int, context: int, width: int, heads: int) -> None:
         super().__init__()
         if width % heads:

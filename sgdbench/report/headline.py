@@ -103,10 +103,9 @@ def _decide(reached: pd.DataFrame, order: list[int]) -> tuple[int, str, list[int
     by_time = sorted(group, key=lambda i: reached.iloc[i]["time_to_target_s_median"])
     best = by_time[0]
     band = bands[best]
-    separated = band is not None and all(
-        bands[j] is not None and band[1] < bands[j][0] for j in group if j != best
-    )
-    if separated:
+    if band is not None and all(
+        (other := bands[j]) is not None and band[1] < other[0] for j in group if j != best
+    ):
         return best, "time", []
     return order[0], "tie", [i for i in group if i != order[0]]
 
@@ -209,7 +208,11 @@ def headline_blocks(head: Headline) -> list[tuple[str, list[str], bool]]:
     target = f"loss ≤ {head.target_loss:g}" if head.target_loss is not None else "target"
     if head.target_loss is None and head.fastest is None:
         blocks.append(
-            ("No single target_loss in these runs (set one in the grid or --target-loss).", [], 0)
+            (
+                "No single target_loss in these runs (set one in the grid or --target-loss).",
+                [],
+                False,
+            )
         )
     if head.fastest:
         f = head.fastest
