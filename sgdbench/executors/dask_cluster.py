@@ -25,7 +25,7 @@ from typing import Any
 from sgdbench.engine import Unit, execute_unit
 from sgdbench.engine.trajectory import Trajectory
 from sgdbench.errors import UsageError, describe
-from sgdbench.executors import (
+from sgdbench.executors.base import (
     Activity,
     ExecutorOptions,
     Results,

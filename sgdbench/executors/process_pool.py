@@ -26,13 +26,13 @@ from typing import Any
 
 from sgdbench.engine import Unit, execute_unit
 from sgdbench.errors import describe
-from sgdbench.executors import (
+from sgdbench.executors import lifeline
+from sgdbench.executors.base import (
     Activity,
     ExecutorOptions,
     Results,
     available_cores,
     failed_unit,
-    lifeline,
     split_threads,
 )
 
