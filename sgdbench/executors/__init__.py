@@ -12,9 +12,6 @@ that this module may dispatch to them without an import cycle.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-
-from sgdbench.engine import Unit, execute_unit
 from sgdbench.executors.base import (
     Activity,
     Executor,
@@ -22,6 +19,7 @@ from sgdbench.executors.base import (
     Results,
     available_cores,
     failed_unit,
+    serial,
     split_threads,
     unit_key,
 )
@@ -41,22 +39,6 @@ __all__ = [
 ]
 
 EXECUTORS = ("serial", "process", "dask")
-
-
-def serial(
-    units: Iterable[Unit],
-    should_stop: Callable[[], bool] | None = None,
-    *,
-    options: ExecutorOptions | None = None,
-    activity: Activity | None = None,
-) -> Results:
-    """Run each unit in turn in this process."""
-    for unit in units:
-        if activity is not None:
-            activity.running = len(unit)
-        yield from zip(unit, execute_unit(unit, should_stop), strict=True)
-    if activity is not None:
-        activity.running = 0
 
 
 def get(name: str) -> Executor:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from sgdbench.engine import Unit
+from sgdbench.engine import Unit, execute_unit
 from sgdbench.engine.trajectory import Trajectory
 from sgdbench.spec import RunSpec
 
@@ -81,3 +81,19 @@ def failed_unit(unit: Unit, message: str, traceback: str | None = None) -> list[
         )
         for spec in unit
     ]
+
+
+def serial(
+    units: Iterable[Unit],
+    should_stop: Callable[[], bool] | None = None,
+    *,
+    options: ExecutorOptions | None = None,
+    activity: Activity | None = None,
+) -> Results:
+    """Run each unit in turn in this process."""
+    for unit in units:
+        if activity is not None:
+            activity.running = len(unit)
+        yield from zip(unit, execute_unit(unit, should_stop), strict=True)
+    if activity is not None:
+        activity.running = 0

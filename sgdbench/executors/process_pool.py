@@ -1,4 +1,13 @@
-"""``--jobs N``: units run in N spawn-context worker processes on this machine.
+"""``--jobs N``: units run in N long-lived worker processes on this machine.
+
+Workers start once and are fed units one at a time (never more in flight than workers, see
+``_dispatch``). How they start (``start_method``): on Linux, when every run trains with one
+intra-op thread and none on a GPU, they are *forked* from the driver, which has imported torch
+and the engine already, so a worker costs milliseconds rather than a second torch import; else
+from a *forkserver* that imports torch once, before any tensor work (libgomp's thread pool does
+not survive a fork: a forked worker must not use more than one OpenMP thread; CUDA must not be
+initialised before a fork). A grid of one unit (one run, or one stacked group) runs serially in
+the driver: there is nothing to run beside it (one line says so).
 
 Each worker sets its intra-op threads once (``split_threads``: N x threads <= cores) and, when
 the grid has ``device = "cuda"`` runs and several GPUs are visible, sees one GPU of its own
@@ -14,9 +23,11 @@ unit is run again *alone*, so a second death is known to be its own and it is re
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import os
 import signal
+import sys
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -33,6 +44,7 @@ from sgdbench.executors.base import (
     Results,
     available_cores,
     failed_unit,
+    serial,
     split_threads,
 )
 
@@ -62,12 +74,36 @@ def gpu_per_worker(workers: int, gpus: list[str], devices: Iterable[str]) -> lis
     return [gpus[i % len(gpus)] for i in range(workers)]
 
 
+PRELOAD = ["torch", "sgdbench.engine", "sgdbench.engine.eager", "sgdbench.engine.stacked"]
+
+
+def start_method(units: list[Unit], threads: int, gpus: list[str] | None) -> str:
+    """``fork`` where it is safe and cheap (Linux, one intra-op thread in every run, no GPU),
+    else ``forkserver`` (POSIX), else ``spawn``."""
+    methods = multiprocessing.get_all_start_methods()
+    one_thread = all(
+        (spec.threads if isinstance(spec.threads, int) else threads) == 1
+        for unit in units
+        for spec in unit
+    )
+    cpu_only = gpus is None and all(spec.device == "cpu" for unit in units for spec in unit)
+    if sys.platform.startswith("linux") and "fork" in methods and one_thread and cpu_only:
+        import torch
+
+        if not torch.cuda.is_initialized():
+            return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
 def _init_worker(threads: int, gpu_queue: Any, driver_pid: int) -> None:
-    """Runs once in each new worker, before it imports torch."""
+    """Runs once in each new worker, before it trains (and, when spawned, imports torch)."""
     # A driver killed with SIGKILL cannot stop us: exit by ourselves when it is gone.
     lifeline.die_with_driver(driver_pid)
-    # Ctrl-C is the driver's to handle: it stops the workers and keeps the finished runs.
+    # Ctrl-C is the driver's to handle: it stops the workers and keeps the finished runs. A
+    # forked worker would inherit the driver's SIGTERM handler (which only sets a flag), and
+    # then ignore the driver's terminate().
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if gpu_queue is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu_queue.get(timeout=60)
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
@@ -79,8 +115,13 @@ def _init_worker(threads: int, gpu_queue: Any, driver_pid: int) -> None:
 class _Pool:
     """A ``ProcessPoolExecutor`` and the ways to stop it."""
 
-    def __init__(self, workers: int, threads: int, gpus: list[str] | None) -> None:
-        ctx = multiprocessing.get_context("spawn")
+    def __init__(self, workers: int, threads: int, gpus: list[str] | None, method: str) -> None:
+        ctx = multiprocessing.get_context(method)
+        if method == "forkserver":
+            ctx.set_forkserver_preload(PRELOAD)
+        elif method == "fork":  # what the workers need, imported once, here, before they fork
+            for module in PRELOAD:
+                importlib.import_module(module)
         queue = None
         if gpus is not None:
             queue = ctx.Queue()
@@ -146,6 +187,9 @@ def run_process_pool(
     options = options or ExecutorOptions()
     activity = activity if activity is not None else Activity()
     todo: deque[Unit] = deque(units)
+    if len(todo) < 2:
+        yield from _alone(todo, should_stop, options, activity)
+        return
     workers = options.jobs or available_cores()
     threads = split_threads(workers, available_cores(), options.threads_per_job)
     devices = {spec.device for unit in todo for spec in unit}
@@ -159,11 +203,12 @@ def run_process_pool(
     deaths: dict[int, int] = {}  # id(unit) -> pool breaks it was in flight for
     in_flight: dict[Future[list[Any]], Unit] = {}
     pool: _Pool | None = None
+    method = start_method(list(todo), threads, gpus)
     finished = False
     try:
         while todo or retry_alone or in_flight:
             if pool is None:
-                pool = _Pool(workers, threads, gpus)
+                pool = _Pool(workers, threads, gpus, method)
             broken = not _dispatch(pool, todo, retry_alone, in_flight, workers)
             activity.running = sum(len(u) for u in in_flight.values())
             # Bounded, so that a stop request (Ctrl-C, SIGTERM) is seen while long runs train.
@@ -213,3 +258,27 @@ def run_process_pool(
         activity.running = 0
         if pool is not None:
             pool.close(kill=not finished)
+
+
+def _alone(
+    todo: deque[Unit],
+    should_stop: Callable[[], bool] | None,
+    options: ExecutorOptions,
+    activity: Activity,
+) -> Results:
+    """A grid of one unit: serially, in the driver (a worker would only add its start-up)."""
+    if not todo:
+        return
+    activity.notes.append(
+        f"sgdbench: one unit of work ({len(todo[0])} run(s), trained together): run in this "
+        "process, no worker would run beside it"
+    )
+    import torch
+
+    previous = torch.get_num_threads()
+    if options.threads_per_job is not None:  # what a worker would have used
+        torch.set_num_threads(split_threads(1, available_cores(), options.threads_per_job))
+    try:
+        yield from serial(todo, should_stop, activity=activity)
+    finally:
+        torch.set_num_threads(previous)
