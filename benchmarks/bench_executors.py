@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -51,16 +52,29 @@ def write_grid(folder: Path, name: str, runs: int, steps: int) -> Path:
     return path
 
 
-def run_grid(grid: Path, out: Path, extra: list[str], env_extra: dict[str, str]) -> float:
-    """Wall seconds of ``sgdbench run GRID`` in a fresh interpreter."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_grid_cpu(
+    grid: Path, out: Path, extra: list[str], env_extra: dict[str, str]
+) -> tuple[float, float]:
+    """Wall and CPU seconds of ``sgdbench run GRID`` in a fresh interpreter (CPU: the driver and
+    every process it waited for: workers, forkserver, Dask nannies)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), **env_extra}
     command = [sys.executable, "-m", "sgdbench", "run", str(grid), "--out", str(out), "-q"]
-    start = time.perf_counter()
+    cpu, start = _children_cpu(), time.perf_counter()
     done = subprocess.run([*command, *extra], env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, _children_cpu() - cpu
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command + extra)} failed:\n{done.stderr}")
-    return wall
+    return wall, cpu
+
+
+def run_grid(grid: Path, out: Path, extra: list[str], env_extra: dict[str, str]) -> float:
+    """Wall seconds of ``sgdbench run GRID`` in a fresh interpreter."""
+    return run_grid_cpu(grid, out, extra, env_extra)[0]
 
 
 def train_seconds(out: Path) -> float:
@@ -101,16 +115,19 @@ def main() -> None:
         grid = write_grid(folder, "bench", args.runs, args.steps)
         # Rounds interleave the executors so that a burst of load from elsewhere hits all.
         walls: dict[str, list[float]] = {name: [] for name in executors}
+        cpus: dict[str, list[float]] = {name: [] for name in executors}
         train: dict[str, list[float]] = {name: [] for name in executors}
         for r in range(args.repeat):
             for i, (name, (extra, env)) in enumerate(executors.items()):
                 out = folder / f"out{r}-{i}"
-                walls[name].append(run_grid(grid, out, extra, env))
+                wall, cpu = run_grid_cpu(grid, out, extra, env)
+                walls[name].append(wall)
+                cpus[name].append(cpu)
                 train[name].append(train_seconds(out) / args.runs)
         print(f"\n{args.runs} runs x {args.steps} steps (linear, 32 features, batch 16), ", end="")
         print(f"{args.repeat} round(s); speed-up of the fastest rounds")
         header = f"{'executor':<24} {'min wall s':>10} {'mean ± sd':>14} {'speed-up':>9}"
-        print(f"{header} {'train s/run':>12}")
+        print(f"{header} {'train s/run':>12} {'median CPU s':>12}")
         reference = min(walls["serial, 1 thread"])
         for name in executors:
             w = walls[name]
@@ -118,8 +135,10 @@ def main() -> None:
             spread = f"{statistics.mean(w):.1f} ± {sd:.1f}"
             print(
                 f"{name:<24} {min(w):10.2f} {spread:>14} {reference / min(w):8.2f}x "
-                f"{min(train[name]):12.3f}"
+                f"{min(train[name]):12.3f} {statistics.median(cpus[name]):12.2f}"
             )
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        print(f"load average {load:.1f} after the main grid")
         if args.skip_overhead:
             return
         small = write_grid(folder, "small", 4, 10)

@@ -5,7 +5,10 @@ that ``sgdbench.executors`` can dispatch to them without an import cycle."""
 from __future__ import annotations
 
 import datetime as dt
+import importlib
+import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -35,6 +38,34 @@ class Activity:
 
 
 Executor = Callable[..., Results]
+
+
+# What a worker needs before its first run: imported once by the driver (fork) or forkserver.
+PRELOAD = ["torch", "sgdbench.engine", "sgdbench.engine.eager", "sgdbench.engine.stacked"]
+
+
+def preload() -> None:
+    """Import ``PRELOAD`` here, so that workers forked from this process need not."""
+    for module in PRELOAD:
+        importlib.import_module(module)
+
+
+def start_method(units: list[Unit], threads: int, gpus: list[str] | None) -> str:
+    """``fork`` where it is safe and cheap (Linux, one intra-op thread in every run, no GPU),
+    else ``forkserver`` (POSIX), else ``spawn``."""
+    methods = multiprocessing.get_all_start_methods()
+    one_thread = all(
+        (spec.threads if isinstance(spec.threads, int) else threads) == 1
+        for unit in units
+        for spec in unit
+    )
+    cpu_only = gpus is None and all(spec.device == "cpu" for unit in units for spec in unit)
+    if sys.platform.startswith("linux") and "fork" in methods and one_thread and cpu_only:
+        import torch
+
+        if not torch.cuda.is_initialized():
+            return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
 
 
 def available_cores() -> int:

@@ -23,11 +23,9 @@ unit is run again *alone*, so a second death is known to be its own and it is re
 
 from __future__ import annotations
 
-import importlib
 import multiprocessing
 import os
 import signal
-import sys
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -39,13 +37,16 @@ from sgdbench.engine import Unit, execute_unit
 from sgdbench.errors import describe
 from sgdbench.executors import lifeline
 from sgdbench.executors.base import (
+    PRELOAD,
     Activity,
     ExecutorOptions,
     Results,
     available_cores,
     failed_unit,
+    preload,
     serial,
     split_threads,
+    start_method,
 )
 
 STOP_POLL_S = 0.25  # how often the driver looks at its stop flag while every worker is busy
@@ -74,27 +75,6 @@ def gpu_per_worker(workers: int, gpus: list[str], devices: Iterable[str]) -> lis
     return [gpus[i % len(gpus)] for i in range(workers)]
 
 
-PRELOAD = ["torch", "sgdbench.engine", "sgdbench.engine.eager", "sgdbench.engine.stacked"]
-
-
-def start_method(units: list[Unit], threads: int, gpus: list[str] | None) -> str:
-    """``fork`` where it is safe and cheap (Linux, one intra-op thread in every run, no GPU),
-    else ``forkserver`` (POSIX), else ``spawn``."""
-    methods = multiprocessing.get_all_start_methods()
-    one_thread = all(
-        (spec.threads if isinstance(spec.threads, int) else threads) == 1
-        for unit in units
-        for spec in unit
-    )
-    cpu_only = gpus is None and all(spec.device == "cpu" for unit in units for spec in unit)
-    if sys.platform.startswith("linux") and "fork" in methods and one_thread and cpu_only:
-        import torch
-
-        if not torch.cuda.is_initialized():
-            return "fork"
-    return "forkserver" if "forkserver" in methods else "spawn"
-
-
 def _init_worker(threads: int, gpu_queue: Any, driver_pid: int) -> None:
     """Runs once in each new worker, before it trains (and, when spawned, imports torch)."""
     # A driver killed with SIGKILL cannot stop us: exit by ourselves when it is gone.
@@ -119,9 +99,8 @@ class _Pool:
         ctx = multiprocessing.get_context(method)
         if method == "forkserver":
             ctx.set_forkserver_preload(PRELOAD)
-        elif method == "fork":  # what the workers need, imported once, here, before they fork
-            for module in PRELOAD:
-                importlib.import_module(module)
+        elif method == "fork":
+            preload()
         queue = None
         if gpus is not None:
             queue = ctx.Queue()
