@@ -54,10 +54,9 @@ def start_method(units: list[Unit], threads: int, gpus: list[str] | None) -> str
     """``fork`` where it is safe and cheap (Linux, one intra-op thread in every run, no GPU),
     else ``forkserver`` (POSIX), else ``spawn``."""
     methods = multiprocessing.get_all_start_methods()
-    one_thread = all(
-        (spec.threads if isinstance(spec.threads, int) else threads) == 1
-        for unit in units
-        for spec in unit
+    # The worker sets ``threads`` first, then each run its own.
+    one_thread = threads == 1 and all(
+        spec.threads in (1, "auto") for unit in units for spec in unit
     )
     cpu_only = gpus is None and all(spec.device == "cpu" for unit in units for spec in unit)
     if sys.platform.startswith("linux") and "fork" in methods and one_thread and cpu_only:

@@ -75,10 +75,11 @@ def gpu_per_worker(workers: int, gpus: list[str], devices: Iterable[str]) -> lis
     return [gpus[i % len(gpus)] for i in range(workers)]
 
 
-def _init_worker(threads: int, gpu_queue: Any, driver_pid: int) -> None:
+def _init_worker(threads: int, gpu_queue: Any, driver_pid: int, forkserver: bool) -> None:
     """Runs once in each new worker, before it trains (and, when spawned, imports torch)."""
     # A driver killed with SIGKILL cannot stop us: exit by ourselves when it is gone.
-    lifeline.die_with_driver(driver_pid)
+    # A forkserver's worker is the forkserver's child, not the driver's.
+    lifeline.die_with_driver(driver_pid, child=not forkserver)
     # Ctrl-C is the driver's to handle: it stops the workers and keeps the finished runs. A
     # forked worker would inherit the driver's SIGTERM handler (which only sets a flag), and
     # then ignore the driver's terminate().
@@ -110,7 +111,7 @@ class _Pool:
             max_workers=workers,
             mp_context=ctx,
             initializer=_init_worker,
-            initargs=(threads, queue, os.getpid()),
+            initargs=(threads, queue, os.getpid(), method == "forkserver"),
         )
 
     def submit(self, unit: Unit) -> Future[list[Any]]:
