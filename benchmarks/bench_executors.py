@@ -1,6 +1,6 @@
 """Whole-grid speed of the executors: serial, ``--jobs N`` and a Dask LocalCluster of N workers.
 
-    python benchmarks/bench_executors.py [--runs 24] [--steps 4000] [--jobs 2]
+    python -m benchmarks.bench_executors [--runs 24] [--steps 4000] [--jobs 2] [--baseline DIR]
 
 Each executor runs the same CPU grid end to end (``python -m sgdbench run``, so interpreter,
 worker and cluster start-up count) and the script prints wall time and speed-up over serial.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -51,16 +52,32 @@ def write_grid(folder: Path, name: str, runs: int, steps: int) -> Path:
     return path
 
 
-def run_grid(grid: Path, out: Path, extra: list[str], env_extra: dict[str, str]) -> float:
-    """Wall seconds of ``sgdbench run GRID`` in a fresh interpreter."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_grid_cpu(
+    grid: Path, out: Path, extra: list[str], env_extra: dict[str, str]
+) -> tuple[float, float]:
+    """Wall and CPU seconds of ``sgdbench run GRID`` in a fresh interpreter (CPU: the driver and
+    every process it waited for: workers, forkserver, Dask nannies)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), **env_extra}
     command = [sys.executable, "-m", "sgdbench", "run", str(grid), "--out", str(out), "-q"]
-    start = time.perf_counter()
-    done = subprocess.run([*command, *extra], env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
+    cpu, start = _children_cpu(), time.perf_counter()
+    # Not in the repository: `python -m` would import the sgdbench of the working directory.
+    done = subprocess.run(
+        [*command, *extra], env=env, capture_output=True, text=True, cwd=out.parent
+    )
+    wall, cpu = time.perf_counter() - start, _children_cpu() - cpu
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command + extra)} failed:\n{done.stderr}")
-    return wall
+    return wall, cpu
+
+
+def run_grid(grid: Path, out: Path, extra: list[str], env_extra: dict[str, str]) -> float:
+    """Wall seconds of ``sgdbench run GRID`` in a fresh interpreter."""
+    return run_grid_cpu(grid, out, extra, env_extra)[0]
 
 
 def train_seconds(out: Path) -> float:
@@ -78,6 +95,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="rounds (the fastest counts)")
     parser.add_argument("--skip-overhead", action="store_true", help="only the main grid")
     parser.add_argument(
+        "--baseline", type=Path, help="another checkout: its --jobs and dask in the same rounds"
+    )
+    parser.add_argument(
         "--default-threads",
         action="store_true",
         help="also time serial with torch's default intra-op threads (all cores)",
@@ -92,6 +112,13 @@ def main() -> None:
         f"--jobs {args.jobs}": (["--jobs", str(args.jobs)], {}),
         f"dask LocalCluster({args.jobs})": (["--executor", "dask", "--jobs", str(args.jobs)], {}),
     }
+    if args.baseline:
+        base = {"PYTHONPATH": str(args.baseline.resolve())}
+        executors[f"baseline --jobs {args.jobs}"] = (["--jobs", str(args.jobs)], base)
+        executors[f"baseline dask({args.jobs})"] = (
+            ["--executor", "dask", "--jobs", str(args.jobs)],
+            base,
+        )
     if args.default_threads:
         executors[f"serial, {os.cpu_count()} threads"] = ([], {})
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -101,38 +128,43 @@ def main() -> None:
         grid = write_grid(folder, "bench", args.runs, args.steps)
         # Rounds interleave the executors so that a burst of load from elsewhere hits all.
         walls: dict[str, list[float]] = {name: [] for name in executors}
+        cpus: dict[str, list[float]] = {name: [] for name in executors}
         train: dict[str, list[float]] = {name: [] for name in executors}
         for r in range(args.repeat):
             for i, (name, (extra, env)) in enumerate(executors.items()):
                 out = folder / f"out{r}-{i}"
-                walls[name].append(run_grid(grid, out, extra, env))
+                wall, cpu = run_grid_cpu(grid, out, extra, env)
+                walls[name].append(wall)
+                cpus[name].append(cpu)
                 train[name].append(train_seconds(out) / args.runs)
         print(f"\n{args.runs} runs x {args.steps} steps (linear, 32 features, batch 16), ", end="")
         print(f"{args.repeat} round(s); speed-up of the fastest rounds")
-        header = f"{'executor':<24} {'min wall s':>10} {'mean ± sd':>14} {'speed-up':>9}"
-        print(f"{header} {'train s/run':>12}")
+        header = f"{'executor':<26} {'min wall s':>10} {'mean ± sd':>14} {'speed-up':>9}"
+        print(f"{header} {'train s/run':>12} {'median CPU s':>12}")
         reference = min(walls["serial, 1 thread"])
         for name in executors:
             w = walls[name]
             sd = statistics.stdev(w) if len(w) > 1 else 0.0
             spread = f"{statistics.mean(w):.1f} ± {sd:.1f}"
             print(
-                f"{name:<24} {min(w):10.2f} {spread:>14} {reference / min(w):8.2f}x "
-                f"{min(train[name]):12.3f}"
+                f"{name:<26} {min(w):10.2f} {spread:>14} {reference / min(w):8.2f}x "
+                f"{min(train[name]):12.3f} {statistics.median(cpus[name]):12.2f}"
             )
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        print(f"load average {load:.1f} after the main grid")
         if args.skip_overhead:
             return
         small = write_grid(folder, "small", 4, 10)
         tiny = write_grid(folder, "tiny", args.tiny_runs + 4, 10)
         n = args.tiny_runs
         print(f"\noverhead, runs of 10 steps: per run = (wall of {n + 4} - wall of 4) / {n}")
-        print(f"{'executor':<24} {'startup s':>10} {'per run ms':>11}")
+        print(f"{'executor':<26} {'startup s':>10} {'per run ms':>11}")
         for i, (name, (extra, env)) in enumerate(executors.items()):
-            if "threads" in name and i:
+            if ("threads" in name or "baseline" in name) and i:
                 continue  # the thread count does not change the machinery's cost
             base = min(run_grid(small, folder / f"small{i}-{r}", extra, env) for r in range(2))
             wall = min(run_grid(tiny, folder / f"tiny{i}-{r}", extra, env) for r in range(2))
-            print(f"{name:<24} {base:10.2f} {1000 * (wall - base) / n:11.1f}")
+            print(f"{name:<26} {base:10.2f} {1000 * (wall - base) / n:11.1f}")
 
 
 if __name__ == "__main__":

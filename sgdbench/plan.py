@@ -32,6 +32,8 @@ from sgdbench.spec import ENGINE_CHOICES, Grid, RunSpec, digest
 
 __all__ = ["Grid", "group_id", "load_grid"]
 
+STACKED_EVALUATIONS = 10  # default evaluations of a stacked run (eager: ~100)
+
 
 @dataclass(frozen=True)
 class _ProblemFacts:
@@ -120,6 +122,8 @@ def load_grid(path: str | Path, *, engine: str | None = None, text: str | None =
             "successive halving ranks runs at its rungs and stops them there; early_stopping "
             "would stop them on its own: use one of the two",
         )
+    if model.train.eval_every is None:  # the grid's own eval_every always wins
+        specs = [_sweep_eval_every(s) for s in specs]
     specs = [replace(s, group_id=group_id(s)) for s in specs]
     return Grid(
         name=name, path=path, text=text, runs=specs, axes=varying, notes=notes, search=search
@@ -379,11 +383,23 @@ def _out_of_memory(e: BaseException) -> bool:
     )
 
 
-def _default_eval_every(steps: int, epochs: int | None, steps_per_epoch: int) -> int:
-    """Every epoch when the budget is in epochs, thinned to at most ~100 evaluations."""
+def _default_eval_every(
+    steps: int, epochs: int | None, steps_per_epoch: int, evaluations: int = 100
+) -> int:
+    """Every epoch when the budget is in epochs, thinned to at most ~``evaluations``."""
     if epochs is not None:
-        return steps_per_epoch * max(1, math.ceil(epochs / 100))
-    return max(1, math.ceil(steps / 100))
+        return steps_per_epoch * max(1, math.ceil(epochs / evaluations))
+    return max(1, math.ceil(steps / evaluations))
+
+
+def _sweep_eval_every(spec: RunSpec) -> RunSpec:
+    """A stacked run without an explicit ``eval_every`` evaluates ~``STACKED_EVALUATIONS``
+    times: a stack's evaluation is most of its cost, and steps to target are exact anyway
+    (replayed, ``engine.crossing``)."""
+    if spec.engine != "stacked":
+        return spec
+    every = _default_eval_every(spec.steps, spec.epochs, spec.steps_per_epoch, STACKED_EVALUATIONS)
+    return replace(spec, eval_every=every)
 
 
 def _choose_engines(

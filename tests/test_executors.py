@@ -4,8 +4,10 @@ worker that dies mid-run, and split threads and GPUs between workers."""
 from __future__ import annotations
 
 import logging
+import sys
 import textwrap
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +15,7 @@ import pytest
 
 from sgdbench.engine.seeding import INIT, derive_seed
 from sgdbench.executors import split_threads, unit_key
+from sgdbench.executors.base import start_method
 from sgdbench.executors.process_pool import gpu_per_worker
 from tests.helpers import REPO, cli
 
@@ -112,6 +115,44 @@ def test_each_worker_gets_its_own_gpu_for_plain_cuda_runs() -> None:
     assert gpu_per_worker(2, [], {"cuda"}) is None
     # an explicit index means that GPU: hiding the others would break it
     assert gpu_per_worker(2, ["0", "1"], {"cuda", "cuda:1"}) is None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork is used on Linux only")
+def test_workers_are_forked_only_where_a_fork_is_safe(write_grid: Callable[..., Path]) -> None:
+    from sgdbench.plan import load_grid
+
+    specs = load_grid(write_grid(GRID)).runs  # threads = 1 (the default), cpu
+    units = [[s] for s in specs]
+    assert start_method(units, threads=1, gpus=None) == "fork"
+    # libgomp's thread pool does not survive a fork: more than one thread -> forkserver,
+    # whether the worker's threads (set first) or a run's own
+    assert start_method(units, threads=4, gpus=None) == "forkserver"
+    two = [[replace(s, threads=2)] for s in specs]
+    assert start_method(two, threads=1, gpus=None) == "forkserver"
+    auto = [[replace(s, threads="auto")] for s in specs]
+    assert start_method(auto, threads=1, gpus=None) == "fork"  # auto: the workers' share
+    assert start_method(auto, threads=2, gpus=None) == "forkserver"
+    # CUDA must not be initialised before a fork: GPU runs never fork
+    assert start_method([[replace(specs[0], device="cuda")]], 1, None) == "forkserver"
+    assert start_method(units, threads=1, gpus=["0", "1"]) == "forkserver"
+
+
+def test_a_one_unit_grid_runs_in_the_driver(
+    write_grid: Callable[..., Path], tmp_path: Path
+) -> None:
+    # a stacked group is one unit however many runs it holds: no worker would run beside it
+    grid = write_grid(GRID.replace('["sgd", "adam"]', '"sgd"').replace("epochs = 3", "steps = 30"))
+    out = tmp_path / "out"
+    result = cli("run", grid, "--out", out, "--jobs", "2", "--engine", "stacked")
+    assert result.exit_code == 0, result
+    assert "one unit of work (3 run(s), trained together): run in this process" in result.stderr
+    table = pd.read_parquet(out / "runs.parquet")
+    assert len(table) == 3 and (table["status"] == "ok").all()
+    serial = tmp_path / "serial"
+    assert cli("run", grid, "--out", serial, "-q", "--engine", "stacked").exit_code == 0
+    assert sorted(table["loss_digest"]) == sorted(
+        pd.read_parquet(serial / "runs.parquet")["loss_digest"]
+    )
 
 
 def test_dask_keys_name_the_runs(write_grid: Callable[..., Path]) -> None:
@@ -220,8 +261,9 @@ def test_serial_jobs_and_dask_give_bitwise_identical_losses(
 
 @pytest.mark.slow
 def test_threads_per_job_is_recorded(write_grid: Callable[..., Path], tmp_path: Path) -> None:
+    # two runs, so that they go to workers (started by a forkserver: more than one thread)
     grid = write_grid(
-        GRID.replace("lr = [0.01, 0.1, 0.5]", "lr = 0.1")
+        GRID.replace("lr = [0.01, 0.1, 0.5]", "lr = [0.1, 0.2]")
         .replace('["sgd", "adam"]', '"sgd"')
         .replace("epochs = 3", 'epochs = 3\nthreads = "auto"')
     )

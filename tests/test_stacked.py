@@ -416,3 +416,40 @@ def test_stacked_members_get_the_same_verdicts_as_eager_runs(tmp_path):
         verdicts[engine] = runs.set_index("lr")["verdict"].to_dict()
     assert verdicts["stacked"] == verdicts["eager"]
     assert verdicts["stacked"][1.0] == "oscillating"
+
+
+@pytest.mark.parametrize(
+    ("budget", "explicit", "eager_every", "every"),
+    [
+        ("steps = 500", "", 5, 50),  # eager: every 1% of the run; stacked: every 10%
+        ("steps = 35", "", 1, 4),  # rounded up: at most ~10 evaluations
+        ("epochs = 25", "", 13, 39),  # 13 steps an epoch: every epoch / every 3 epochs
+        ("steps = 500", "eval_every = 7", 7, 7),  # the grid's own eval_every always wins
+        ("steps = 500", "eval_every = 0", 0, 0),
+    ],
+)
+def test_stacked_runs_evaluate_about_ten_times_unless_the_grid_says(
+    write_grid: Callable[..., Path], budget: str, explicit: str, eager_every: int, every: int
+) -> None:
+    grid = write_grid(f"""
+        [problem]
+        name = "linear"
+        n_samples = 400
+        n_features = 3
+        [train]
+        {budget}
+        {explicit}
+        [grid]
+        lr = [0.01, 0.1]
+        batch_size = 32
+    """)
+    assert {s.eval_every for s in load_grid(grid, engine="eager").runs} == {eager_every}
+    stacked = load_grid(grid, engine="stacked").runs
+    assert {s.engine for s in stacked} == {"stacked"}
+    assert {s.eval_every for s in stacked} == {every}
+    trajs = execute_unit(plan(stacked)[0])
+    steps = stacked[0].steps
+    expected = 1 + (steps // every if every else 0)  # step 0, then every `every` steps
+    if not every or steps % every:
+        expected += 1  # and the end of the run
+    assert [len(t.evals["step"]) for t in trajs] == [expected, expected]

@@ -132,50 +132,13 @@ def _train_group(
     should_stop: Callable[[], bool] | None,
     target: float | None,
 ) -> None:
-    spec0 = specs[0]
-    problem, model = _build(specs, device)
-    optimizer = stacked_optim.StackedOptimizer.create(
-        spec0.optimizer_class,
-        model.flat,
-        [s.lr for s in specs],
-        [s.optimizer_kwargs for s in specs],
-    )
-    factor = (
-        None
-        if spec0.schedule["name"] == "constant"
-        else schedules.factor_fn(spec0.schedule, spec0.steps)
-    )
-    info = {
-        "optimizer_impl": "stacked",
-        **run_info(spec0, device),
-        "n_parameters": model.flat.shape[1],
-        "group_id": spec0.group_id,
-        "group_size": len(specs),
-        "stacked_forward": model.kind,
-    }
-    for t in trajs:
-        t.info.update(info)
-    pruner = Pruner.for_specs(specs)  # successive halving: None for a plain group
-
-    batches = StackedBatches(problem, specs, device)
-    stack = [RunState(s, t.evals) for s, t in zip(specs, trajs, strict=True)]  # row -> member
-    members = list(range(len(specs)))  # row -> spec index
-    search = TargetSearch(StackedReplay(model, optimizer, batches, factor), target)
-    initial = model.evaluate()
-    _record_evals(stack, initial, range(len(stack)))
-    search.after_evaluation(stack, initial["train_loss"])
-    search.mark(stack)
-    before = model.flat.clone()
-    clock = WindowClock(device)
-    group_clock = 0.0
-    step = 0
-    ends = window_ends(spec0, warmup_steps(spec0))
-    if pruner is not None:
-        ends = sorted({*ends, *pruner.rungs})  # a rung is a window end, with an evaluation
-    for end in ends:
+    group = _Group(specs, device, trajs, target)
+    # Selecting the rows that stay changes these objects in place: bound once.
+    model, optimizer, batches, factor = group.model, group.optimizer, group.batches, group.factor
+    for end in group.ends:
         # ---- hot loop: nothing here reads a value back from the device -----------------------
-        pending: list[Tensor] = []
-        with clock:
+        step, pending = group.step, list[Tensor]()
+        with group.clock:
             lr_factors = None if factor is None else factor(np.arange(step, end))
             for i, scalars in enumerate(optimizer.window_scalars(end - step, lr_factors), step):
                 xb, yb, shared = batches(i)
@@ -183,46 +146,115 @@ def _train_group(
                 optimizer.step(grad, scalars)
                 pending.append(loss)
         # ---- bookkeeping, clock stopped --------------------------------------------------------
-        chunk = torch.stack(pending).float().cpu().numpy()  # [steps, members in the stack]
-        group_clock += clock.elapsed
-        for r, state in enumerate(stack):
-            share = len(stack)
-            state.record_window(chunk[:, r], clock.elapsed / share, clock.cpu_elapsed / share)
-        if step == 0:
-            changed = (model.flat != before).any(dim=1).cpu().numpy()
-            for r in np.flatnonzero(~changed):
-                stack[r].verdict = Verdict("stalled", STALL_MESSAGE)
-            before = model.flat[:0]  # no longer needed: free it
-        step = end
-        if stack[0].wants_parameters():
-            flat = model.flat.detach().double().cpu()
-            for r, state in enumerate(stack):
-                state.record_parameters(flat[r])
-        evaluated = _decide(stack, model, rung=pruner is not None and step in pruner.rungs)
-        if evaluated is not None:  # every row's loss is known here: the exact step, if crossed
-            search.after_evaluation(stack, evaluated["train_loss"])
-        if pruner is not None:
-            _halve(pruner, stack, members)
-        for state, m in zip(stack, members, strict=True):
-            if state.verdict is not None:
-                state.finish(trajs[m])
-                if pruner is not None:
-                    trajs[m].info["rung"] = pruner.reached(state.step, state.spec.steps)
-        keep = [r for r, state in enumerate(stack) if state.verdict is None]
-        if not keep:
+        if not group.window_end(end, pending):
             break
-        if len(keep) < len(stack):  # the finished members leave the stack
-            keep_idx = torch.tensor(keep, device=device)
-            model.select(keep_idx)
-            optimizer.select(keep_idx, model.flat)
-            batches.select(keep)
-            stack, members = [stack[r] for r in keep], [members[r] for r in keep]
-        if evaluated is not None:
-            search.mark(stack)
         if should_stop is not None and should_stop():
             raise StopRequested
     for t in trajs:
-        t.info["group_train_time_s"] = group_clock
+        t.info["group_train_time_s"] = group.train_time_s
+
+
+class _Group:
+    """A stack in training: its model, optimizer, data, one ``RunState`` per row, and what
+    happens at a window end (``window_end``); the window's steps are ``_train_group``'s."""
+
+    def __init__(
+        self,
+        specs: list[RunSpec],
+        device: torch.device,
+        trajs: list[Trajectory],
+        target: float | None,
+    ) -> None:
+        spec0 = specs[0]
+        self.device, self.trajs = device, trajs
+        self.problem, self.model = _build(specs, device)
+        self.optimizer = stacked_optim.StackedOptimizer.create(
+            spec0.optimizer_class,
+            self.model.flat,
+            [s.lr for s in specs],
+            [s.optimizer_kwargs for s in specs],
+        )
+        self.factor = (
+            None
+            if spec0.schedule["name"] == "constant"
+            else schedules.factor_fn(spec0.schedule, spec0.steps)
+        )
+        info = {
+            "optimizer_impl": "stacked",
+            **run_info(spec0, device),
+            "n_parameters": self.model.flat.shape[1],
+            "group_id": spec0.group_id,
+            "group_size": len(specs),
+            "stacked_forward": self.model.kind,
+        }
+        for t in trajs:
+            t.info.update(info)
+        self.pruner = Pruner.for_specs(specs)  # successive halving: None for a plain group
+        self.batches = StackedBatches(self.problem, specs, device)
+        self.stack = [RunState(s, t.evals) for s, t in zip(specs, trajs, strict=True)]  # by row
+        self.members = list(range(len(specs)))  # row -> spec index
+        replay = StackedReplay(self.model, self.optimizer, self.batches, self.factor)
+        self.search = TargetSearch(replay, target)
+        initial = self.model.evaluate()
+        _record_evals(self.stack, initial, range(len(self.stack)))
+        self.search.after_evaluation(self.stack, initial["train_loss"])
+        self.search.mark(self.stack)
+        self.before = self.model.flat.clone()
+        self.clock = WindowClock(device)
+        self.train_time_s = 0.0
+        self.step = 0
+        self.ends = window_ends(spec0, warmup_steps(spec0))
+        if self.pruner is not None:
+            self.ends = sorted({*self.ends, *self.pruner.rungs})  # a rung is a window end
+
+    def window_end(self, end: int, pending: list[Tensor]) -> bool:
+        """Bookkeeping after the window that ended at step ``end``: record its losses and
+        shares of time, run the checks, let finished members leave. False: none is left."""
+        stack, clock = self.stack, self.clock
+        chunk = torch.stack(pending).float().cpu().numpy()  # [steps, members in the stack]
+        self.train_time_s += clock.elapsed
+        for r, state in enumerate(stack):
+            share = len(stack)
+            state.record_window(chunk[:, r], clock.elapsed / share, clock.cpu_elapsed / share)
+        if self.step == 0:
+            changed = (self.model.flat != self.before).any(dim=1).cpu().numpy()
+            for r in np.flatnonzero(~changed):
+                stack[r].verdict = Verdict("stalled", STALL_MESSAGE)
+            self.before = self.model.flat[:0]  # no longer needed: free it
+        self.step = end
+        if stack[0].wants_parameters():
+            flat = self.model.flat.detach().double().cpu()
+            for r, state in enumerate(stack):
+                state.record_parameters(flat[r])
+        pruner = self.pruner
+        evaluated = _decide(stack, self.model, rung=pruner is not None and end in pruner.rungs)
+        if evaluated is not None:  # every row's loss is known here: the exact step, if crossed
+            self.search.after_evaluation(stack, evaluated["train_loss"])
+        if pruner is not None:
+            _halve(pruner, stack, self.members)
+        self._finish()
+        if not self.stack:
+            return False
+        if evaluated is not None:
+            self.search.mark(self.stack)
+        return True
+
+    def _finish(self) -> None:
+        """Members with a verdict get their trajectory and leave the stack (compacted)."""
+        for state, m in zip(self.stack, self.members, strict=True):
+            if state.verdict is not None:
+                state.finish(self.trajs[m])
+                if self.pruner is not None:
+                    self.trajs[m].info["rung"] = self.pruner.reached(state.step, state.spec.steps)
+        keep = [r for r, state in enumerate(self.stack) if state.verdict is None]
+        if len(keep) < len(self.stack):
+            if keep:
+                keep_idx = torch.tensor(keep, device=self.device)
+                self.model.select(keep_idx)
+                self.optimizer.select(keep_idx, self.model.flat)
+                self.batches.select(keep)
+            self.stack = [self.stack[r] for r in keep]
+            self.members = [self.members[r] for r in keep]
 
 
 def _decide(

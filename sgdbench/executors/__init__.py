@@ -2,62 +2,43 @@
 driver (the caller) writes files.
 
 - ``serial``: each unit in turn, in this process.
-- ``process``: N spawn-context worker processes on this machine (``process_pool``).
+- ``process``: N long-lived worker processes on this machine (``process_pool``).
 - ``dask``: a Dask cluster, existing (by address) or a ``LocalCluster`` (``dask_cluster``).
 
-Every executor has the signature ``(units, should_stop=None, *, options, activity)``.
+Every executor has the signature ``(units, should_stop=None, *, options, activity)``. What they
+share lives in ``executors.base``, which the executor modules import (never this package), so
+that this module may dispatch to them without an import cycle.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import os
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from sgdbench.executors.base import (
+    Activity,
+    Executor,
+    ExecutorOptions,
+    Results,
+    available_cores,
+    failed_unit,
+    serial,
+    split_threads,
+    unit_key,
+)
 
-from sgdbench.engine import Unit, execute_unit
-from sgdbench.engine.trajectory import Trajectory
-from sgdbench.spec import RunSpec
+__all__ = [
+    "EXECUTORS",
+    "Activity",
+    "Executor",
+    "ExecutorOptions",
+    "Results",
+    "available_cores",
+    "failed_unit",
+    "get",
+    "serial",
+    "split_threads",
+    "unit_key",
+]
 
 EXECUTORS = ("serial", "process", "dask")
-Results = Iterator[tuple[RunSpec, Trajectory]]
-
-
-@dataclass(frozen=True)
-class ExecutorOptions:
-    """How to spread units over workers. None means "size it to the machine"."""
-
-    jobs: int | None = None  # process: worker processes; dask: LocalCluster workers
-    threads_per_job: int | None = None  # intra-op threads per worker (a spec's own wins)
-    scheduler: str | None = None  # dask: address of an existing scheduler
-    retries: int = 1  # times a unit whose worker died is run again before it is `failed`
-
-
-@dataclass
-class Activity:
-    """What an executor is doing now, for the progress bar (updated by the executor)."""
-
-    running: int = 0  # runs (not units) in flight on workers
-    notes: list[str] = field(default_factory=list)  # one-line warnings for the user
-
-
-Executor = Callable[..., Results]
-
-
-def serial(
-    units: Iterable[Unit],
-    should_stop: Callable[[], bool] | None = None,
-    *,
-    options: ExecutorOptions | None = None,
-    activity: Activity | None = None,
-) -> Results:
-    """Run each unit in turn in this process."""
-    for unit in units:
-        if activity is not None:
-            activity.running = len(unit)
-        yield from zip(unit, execute_unit(unit, should_stop), strict=True)
-    if activity is not None:
-        activity.running = 0
 
 
 def get(name: str) -> Executor:
@@ -73,49 +54,3 @@ def get(name: str) -> Executor:
 
         return run_dask
     raise ValueError(f"unknown executor {name!r} (known: {', '.join(EXECUTORS)})")
-
-
-def available_cores() -> int:
-    """CPU cores this process may use (the affinity mask, not the machine's count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
-
-
-def split_threads(workers: int, cores: int, threads_per_job: int | None = None) -> int:
-    """Intra-op threads per worker so that ``workers x threads <= cores`` (at least 1 each).
-
-    An explicit ``threads_per_job`` wins, even if it oversubscribes.
-    """
-    if threads_per_job is not None:
-        if threads_per_job < 1:
-            raise ValueError(f"threads per job must be >= 1, got {threads_per_job}")
-        return threads_per_job
-    return max(1, cores // max(1, workers))
-
-
-def unit_key(unit: Unit) -> str:
-    """A task name that is the same whenever the same runs are submitted (Dask keys)."""
-    if len(unit) == 1:
-        return f"sgdbench-{unit[0].run_id}"
-    import hashlib
-
-    digest = hashlib.sha256(",".join(spec.run_id for spec in unit).encode()).hexdigest()[:8]
-    return f"sgdbench-{unit[0].run_id}+{len(unit) - 1}-{digest}"
-
-
-def failed_unit(unit: Unit, message: str, traceback: str | None = None) -> list[Trajectory]:
-    """``failed`` trajectories for a unit that never came back (its worker died, say)."""
-    started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    return [
-        Trajectory(
-            spec_json=spec.to_json(),
-            run_id=spec.run_id,
-            status="failed",
-            message=message,
-            started_at=started_at,
-            traceback=traceback,
-        )
-        for spec in unit
-    ]

@@ -2,9 +2,11 @@
 
 With ``--scheduler tcp://HOST:PORT`` the driver joins an existing cluster (workers on other
 machines need sgdbench, and any plug-in problem, importable); without it a ``LocalCluster``
-sized to this machine is started and closed again. Tasks are keyed by run id, so a unit that is
-already on the cluster (submitted twice, or by a second driver) is computed once. Trajectories
-come back to the driver, which alone writes the results: no shared filesystem is needed.
+sized to this machine is started and closed again; its workers are forked from the driver
+(torch imported once) where ``--jobs`` would fork them (``base.start_method``), else spawned.
+Tasks are keyed by run id, so a unit that is already on the cluster (submitted twice, or by a
+second driver) is computed once. Trajectories come back to the driver, which alone writes the
+results: no shared filesystem is needed.
 
 A worker that dies mid-task: once the scheduler gives up on the task (``KilledWorker``; the
 ``LocalCluster`` started here gives up at the first death) the unit is run again *alone*, so a
@@ -25,13 +27,15 @@ from typing import Any
 from sgdbench.engine import Unit, execute_unit
 from sgdbench.engine.trajectory import Trajectory
 from sgdbench.errors import UsageError, describe
-from sgdbench.executors import (
+from sgdbench.executors.base import (
     Activity,
     ExecutorOptions,
     Results,
     available_cores,
     failed_unit,
+    preload,
     split_threads,
+    start_method,
     unit_key,
 )
 
@@ -50,8 +54,9 @@ def import_distributed() -> ModuleType:
 
 
 @contextlib.contextmanager
-def open_client(options: ExecutorOptions) -> Iterator[Any]:
-    """A client of the cluster at ``options.scheduler``, or of a new LocalCluster."""
+def open_client(options: ExecutorOptions, method: str = "spawn") -> Iterator[Any]:
+    """A client of the cluster at ``options.scheduler``, or of a new LocalCluster whose worker
+    processes start by ``method`` (``fork``: from this process, torch already imported)."""
     distributed = import_distributed()
     if options.scheduler:
         try:
@@ -63,7 +68,14 @@ def open_client(options: ExecutorOptions) -> Iterator[Any]:
         with client:
             yield client
         return
+    import dask
+
+    if method == "fork":
+        preload()
+    else:
+        method = "spawn"  # Dask's own forkserver preloads Dask's packages, not torch
     with (
+        dask.config.set({"distributed.worker.multiprocessing-method": method}),
         distributed.LocalCluster(
             n_workers=options.jobs or available_cores(),
             threads_per_worker=1,
@@ -120,7 +132,9 @@ def run_dask(
     if not todo:
         return
     distributed = import_distributed()
-    with open_client(options) as client:
+    workers = options.jobs or available_cores()
+    threads = split_threads(workers, available_cores(), options.threads_per_job)
+    with open_client(options, start_method(list(todo), threads, None)) as client:
         host_slots = slots_by_host(client)
         in_flight: dict[Any, Unit] = {}
         retry_alone: deque[Unit] = deque()

@@ -1,4 +1,13 @@
-"""``--jobs N``: units run in N spawn-context worker processes on this machine.
+"""``--jobs N``: units run in N long-lived worker processes on this machine.
+
+Workers start once and are fed units one at a time (never more in flight than workers, see
+``_dispatch``). How they start (``start_method``): on Linux, when every run trains with one
+intra-op thread and none on a GPU, they are *forked* from the driver, which has imported torch
+and the engine already, so a worker costs milliseconds rather than a second torch import; else
+from a *forkserver* that imports torch once, before any tensor work (libgomp's thread pool does
+not survive a fork: a forked worker must not use more than one OpenMP thread; CUDA must not be
+initialised before a fork). A grid of one unit (one run, or one stacked group) runs serially in
+the driver: there is nothing to run beside it (one line says so).
 
 Each worker sets its intra-op threads once (``split_threads``: N x threads <= cores) and, when
 the grid has ``device = "cuda"`` runs and several GPUs are visible, sees one GPU of its own
@@ -26,14 +35,18 @@ from typing import Any
 
 from sgdbench.engine import Unit, execute_unit
 from sgdbench.errors import describe
-from sgdbench.executors import (
+from sgdbench.executors import lifeline
+from sgdbench.executors.base import (
+    PRELOAD,
     Activity,
     ExecutorOptions,
     Results,
     available_cores,
     failed_unit,
-    lifeline,
+    preload,
+    serial,
     split_threads,
+    start_method,
 )
 
 STOP_POLL_S = 0.25  # how often the driver looks at its stop flag while every worker is busy
@@ -62,12 +75,16 @@ def gpu_per_worker(workers: int, gpus: list[str], devices: Iterable[str]) -> lis
     return [gpus[i % len(gpus)] for i in range(workers)]
 
 
-def _init_worker(threads: int, gpu_queue: Any, driver_pid: int) -> None:
-    """Runs once in each new worker, before it imports torch."""
+def _init_worker(threads: int, gpu_queue: Any, driver_pid: int, forkserver: bool) -> None:
+    """Runs once in each new worker, before it trains (and, when spawned, imports torch)."""
     # A driver killed with SIGKILL cannot stop us: exit by ourselves when it is gone.
-    lifeline.die_with_driver(driver_pid)
-    # Ctrl-C is the driver's to handle: it stops the workers and keeps the finished runs.
+    # A forkserver's worker is the forkserver's child, not the driver's.
+    lifeline.die_with_driver(driver_pid, child=not forkserver)
+    # Ctrl-C is the driver's to handle: it stops the workers and keeps the finished runs. A
+    # forked worker would inherit the driver's SIGTERM handler (which only sets a flag), and
+    # then ignore the driver's terminate().
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if gpu_queue is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu_queue.get(timeout=60)
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
@@ -79,8 +96,12 @@ def _init_worker(threads: int, gpu_queue: Any, driver_pid: int) -> None:
 class _Pool:
     """A ``ProcessPoolExecutor`` and the ways to stop it."""
 
-    def __init__(self, workers: int, threads: int, gpus: list[str] | None) -> None:
-        ctx = multiprocessing.get_context("spawn")
+    def __init__(self, workers: int, threads: int, gpus: list[str] | None, method: str) -> None:
+        ctx = multiprocessing.get_context(method)
+        if method == "forkserver":
+            ctx.set_forkserver_preload(PRELOAD)
+        elif method == "fork":
+            preload()
         queue = None
         if gpus is not None:
             queue = ctx.Queue()
@@ -90,7 +111,7 @@ class _Pool:
             max_workers=workers,
             mp_context=ctx,
             initializer=_init_worker,
-            initargs=(threads, queue, os.getpid()),
+            initargs=(threads, queue, os.getpid(), method == "forkserver"),
         )
 
     def submit(self, unit: Unit) -> Future[list[Any]]:
@@ -146,6 +167,9 @@ def run_process_pool(
     options = options or ExecutorOptions()
     activity = activity if activity is not None else Activity()
     todo: deque[Unit] = deque(units)
+    if len(todo) < 2:
+        yield from _alone(todo, should_stop, options, activity)
+        return
     workers = options.jobs or available_cores()
     threads = split_threads(workers, available_cores(), options.threads_per_job)
     devices = {spec.device for unit in todo for spec in unit}
@@ -159,11 +183,12 @@ def run_process_pool(
     deaths: dict[int, int] = {}  # id(unit) -> pool breaks it was in flight for
     in_flight: dict[Future[list[Any]], Unit] = {}
     pool: _Pool | None = None
+    method = start_method(list(todo), threads, gpus)
     finished = False
     try:
         while todo or retry_alone or in_flight:
             if pool is None:
-                pool = _Pool(workers, threads, gpus)
+                pool = _Pool(workers, threads, gpus, method)
             broken = not _dispatch(pool, todo, retry_alone, in_flight, workers)
             activity.running = sum(len(u) for u in in_flight.values())
             # Bounded, so that a stop request (Ctrl-C, SIGTERM) is seen while long runs train.
@@ -213,3 +238,27 @@ def run_process_pool(
         activity.running = 0
         if pool is not None:
             pool.close(kill=not finished)
+
+
+def _alone(
+    todo: deque[Unit],
+    should_stop: Callable[[], bool] | None,
+    options: ExecutorOptions,
+    activity: Activity,
+) -> Results:
+    """A grid of one unit: serially, in the driver (a worker would only add its start-up)."""
+    if not todo:
+        return
+    activity.notes.append(
+        f"sgdbench: one unit of work ({len(todo[0])} run(s), trained together): run in this "
+        "process, no worker would run beside it"
+    )
+    import torch
+
+    previous = torch.get_num_threads()
+    if options.threads_per_job is not None:  # what a worker would have used
+        torch.set_num_threads(split_threads(1, available_cores(), options.threads_per_job))
+    try:
+        yield from serial(todo, should_stop, activity=activity)
+    finally:
+        torch.set_num_threads(previous)
