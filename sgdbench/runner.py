@@ -44,6 +44,16 @@ class GridOutcome:
             return 130
         return 1 if self.counts["failed"] else 0
 
+    def record(self, status: str, run_id: str, message: str) -> None:
+        """Count one finished run (and keep why, for the ones that did not finish well)."""
+        self.counts[status] += 1
+        if status == "failed":
+            self.failures.append((run_id, message))
+        elif status == "stalled":
+            self.stalled.append((run_id, message))
+        elif status == "skipped":
+            self.skipped[message] += 1
+
 
 def prepare_out_dir(out_dir: Path, grid: Grid, allow_new_problem: bool = False) -> None:
     """Check, before anything is written, that ``grid`` may write into ``out_dir`` (a new or
@@ -200,13 +210,7 @@ def _run_locked(
                 pending.add(
                     spec, store.write_run_files(spec, traj, environment["git_sha"], grid_version)
                 )
-                outcome.counts[traj.status] += 1
-                if traj.status == "failed":
-                    outcome.failures.append((traj.run_id, traj.message))
-                elif traj.status == "stalled":
-                    outcome.stalled.append((traj.run_id, traj.message))
-                elif traj.status == "skipped":
-                    outcome.skipped[traj.message] += 1
+                outcome.record(traj.status, traj.run_id, traj.message)
                 show_notes()
                 postfix: dict[str, int] = dict(sorted(outcome.counts.items()))
                 if executor != "serial":
