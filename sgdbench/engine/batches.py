@@ -53,4 +53,5 @@ class Batches:
         start = i * self.batch_size
         stop = start + self.batch_size  # slicing clips the last, short batch of an epoch
         X, y = self._X_epoch, self._y_epoch
+        assert X is not None
         return X[start:stop], None if y is None else y[start:stop]

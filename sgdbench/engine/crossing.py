@@ -70,7 +70,9 @@ class TargetSearch:
         """Whether some row still has to reach the target (the search then keeps snapshots)."""
         return self.target is not None and any(s.target_step is None for s in states)
 
-    def after_evaluation(self, states: Sequence[RunState], train_losses: Sequence[float]) -> None:
+    def after_evaluation(
+        self, states: Sequence[RunState], train_losses: Sequence[float] | np.ndarray
+    ) -> None:
         """``train_losses[r]``: row ``r``'s full-data loss now (all rows share the step). Each
         row that reaches the target here for the first time gets its exact ``target_step``."""
         if self.target is None:

@@ -89,7 +89,7 @@ def make_update(
             loss.backward()
             return loss
 
-        return step(closure)  # type: ignore[return-value]  # LBFGS: the first loss
+        return step(closure)  # LBFGS: the first loss
 
     return update_with_closure if closure_style else update
 

@@ -218,8 +218,8 @@ class _Group:
             state.record_window(chunk[:, r], clock.elapsed / share, clock.cpu_elapsed / share)
         if self.step == 0:
             changed = (self.model.flat != self.before).any(dim=1).cpu().numpy()
-            for r in np.flatnonzero(~changed):
-                stack[r].verdict = Verdict("stalled", STALL_MESSAGE)
+            for row in np.flatnonzero(~changed):
+                stack[row].verdict = Verdict("stalled", STALL_MESSAGE)
             self.before = self.model.flat[:0]  # no longer needed: free it
         self.step = end
         if stack[0].wants_parameters():

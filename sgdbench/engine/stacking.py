@@ -55,7 +55,7 @@ def _batched_loss(loss_fn: Callable[..., Tensor]) -> Callable[[Tensor, Tensor | 
     """Per-member mean loss ``[members]`` of outputs ``[members, batch, ...]`` (or ``[members]``
     for function problems) against targets ``[members, batch]`` or shared ``[batch]``."""
     if loss_fn is builtin.mse_loss:
-        return lambda out, y: (out.squeeze(-1) - y).square().mean(-1)
+        return lambda out, y: (out.squeeze(-1) - y).square().mean(-1)  # type: ignore[operator]
     if loss_fn is builtin.bce_loss:
 
         def bce(out: Tensor, y: Tensor | None) -> Tensor:
