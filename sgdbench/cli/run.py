@@ -84,6 +84,7 @@ def run(
             "--max-consecutive-failures",
             "-F",
             min=0,
+            metavar="N",
             help="stop the grid after this many failed runs in a row (0: never)",
         ),
     ] = 0,
