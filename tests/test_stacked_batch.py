@@ -17,6 +17,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from sgdbench import timing
+from sgdbench.engine import plan
+from sgdbench.plan import load_grid
+from sgdbench.runner import PendingRows
+from sgdbench.spec import RunSpec
 from sgdbench.store_tables import (
     EVAL_SCHEMA,
     RUN_SCHEMA,
@@ -182,3 +186,54 @@ def test_digits_read_without_sklearn_as_load_digits_reads_them() -> None:
     assert features.dtype == bunch.data.dtype and target.dtype == bunch.target.dtype
     assert features.tobytes() == bunch.data.tobytes()
     assert target.tobytes() == bunch.target.tobytes()
+
+
+class _CountingStore:
+    """What PendingRows calls on a store: records each commit's run ids."""
+
+    def __init__(self) -> None:
+        self.commits: list[list[str]] = []
+
+    def commit_rows(self, rows: list[dict[str, str]]) -> None:
+        if rows:
+            self.commits.append([r["run_id"] for r in rows])
+
+
+def _units(tmp_path: Path, engine: str) -> list[list[RunSpec]]:
+    grid = tmp_path / f"{engine}.toml"
+    grid.write_text(GRID)
+    return plan(load_grid(grid, engine=engine).runs)
+
+
+def test_a_stacked_groups_rows_are_committed_in_one_batch(tmp_path: Path) -> None:
+    """However many rows arrive before the timer or ``max_rows`` would commit, a stacked group's
+    rows go into runs.parquet in one commit; eager runs commit as before."""
+    (group,) = _units(tmp_path, "stacked")
+    eager_units = _units(tmp_path, "eager")
+    assert len(group) == 6 and len(eager_units) == 6
+    store = _CountingStore()
+    pending = PendingRows(store, every_s=3600, max_rows=2, units=[group, *eager_units])
+    for spec in group[:-1]:  # past max_rows, but the group is not complete: nothing yet
+        pending.add(spec, {"run_id": spec.run_id})
+    assert store.commits == []
+    pending.add(group[-1], {"run_id": group[-1].run_id})
+    assert store.commits == [[s.run_id for s in group]]
+    for (spec,) in eager_units[:2]:  # eager runs: max_rows as usual
+        pending.add(spec, {"run_id": spec.run_id})
+    assert store.commits[-1] == [eager_units[0][0].run_id, eager_units[1][0].run_id]
+
+
+def test_close_commits_a_stacked_groups_finished_members(tmp_path: Path) -> None:
+    """At the end or on interrupt, what a stacked group wrote is committed (its members are
+    independent runs), unlike a halving unit's part."""
+    (group,) = _units(tmp_path, "stacked")
+    store = _CountingStore()
+    pending = PendingRows(store, every_s=3600, max_rows=256, units=[group])
+    for spec in group[:3]:
+        pending.add(spec, {"run_id": spec.run_id})
+    pending.flush()
+    assert store.commits == []
+    pending.close()
+    assert store.commits == [[s.run_id for s in group[:3]]]
+    pending.close()
+    assert len(store.commits) == 1
