@@ -9,7 +9,7 @@ Each case is a grid of 64 learning rates (log-spaced 1e-4 .. 1e-1), batch 32, 50
 results and the closing summary all count), so a burst of load from elsewhere hits both.
 Printed per case: the median wall and CPU seconds (the process and its children) and the
 eager/stacked ratios, with the load average; on a shared machine the CPU ratio is the one to
-trust. ``--baseline DIR``: also time the stacked sweep of another checkout (``git archive REV |
+trust. ``--baseline DIR``: also time both sweeps of another checkout (``git archive REV |
 tar -x -C DIR``) in the same rounds, for before/after.
 
 Not a pytest-benchmark: one eager sweep takes tens of seconds and the point is the ratio.
@@ -61,7 +61,7 @@ def main() -> None:
             runs = {"eager": ("eager", {}), "stacked": ("stacked", {})}
             if args.baseline:
                 base = {"PYTHONPATH": str(args.baseline.resolve())}
-                runs["baseline stacked"] = ("stacked", base)
+                runs |= {"baseline eager": ("eager", base), "baseline stacked": ("stacked", base)}
             walls: dict[str, list[float]] = {name: [] for name in runs}
             cpus: dict[str, list[float]] = {name: [] for name in runs}
             loads = [os.getloadavg()[0]]
@@ -76,19 +76,22 @@ def main() -> None:
             wall = {e: statistics.median(w) for e, w in walls.items()}
             cpu = {e: statistics.median(c) for e, c in cpus.items()}
             print(
-                f"{case}: {args.members} lrs x {args.steps} steps, median of {args.rounds}: "
-                f"eager {wall['eager']:.1f} s wall / {cpu['eager']:.1f} s CPU, "
-                f"stacked {wall['stacked']:.1f} s wall / {cpu['stacked']:.1f} s CPU; "
-                f"stacked {wall['eager'] / wall['stacked']:.1f}x faster (wall), "
-                f"{cpu['eager'] / cpu['stacked']:.1f}x less CPU; "
+                f"{case}: {args.members} lrs x {args.steps} steps, median of {args.rounds}, "
                 f"load average {min(loads):.1f}..{max(loads):.1f}"
             )
-            if args.baseline:
-                name = "baseline stacked"
+            for prefix in ("", "baseline ") if args.baseline else ("",):
+                e, s = prefix + "eager", prefix + "stacked"
                 print(
-                    f"  baseline stacked {wall[name]:.1f} s wall / {cpu[name]:.1f} s CPU: "
-                    f"{wall['eager'] / wall[name]:.1f}x faster than eager (wall), "
-                    f"{cpu['eager'] / cpu[name]:.1f}x less CPU"
+                    f"  {prefix or 'now: '}eager {wall[e]:.1f} s wall / {cpu[e]:.1f} s CPU, "
+                    f"stacked {wall[s]:.1f} s wall / {cpu[s]:.1f} s CPU; "
+                    f"stacked {wall[e] / wall[s]:.1f}x faster (wall), "
+                    f"{cpu[e] / cpu[s]:.1f}x less CPU"
+                )
+            if args.baseline:
+                print(
+                    "  now vs baseline (CPU): "
+                    f"eager {cpu['baseline eager'] / cpu['eager']:.2f}x less, "
+                    f"stacked {cpu['baseline stacked'] / cpu['stacked']:.2f}x less"
                 )
 
 

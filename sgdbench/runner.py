@@ -236,7 +236,7 @@ def _run_locked(
         if results is not None and hasattr(results, "close"):
             results.close()  # stop the workers now, not when the generator is collected
         bar.close()
-        pending.flush()
+        pending.close()
         show_notes()
     if stop.set:  # also when an executor noticed the flag first and ended quietly
         outcome.interrupted = True
@@ -295,7 +295,16 @@ class PendingRows:
         self.timer: threading.Timer | None = None
         # A halving unit's rows are committed together: its decisions compare every member,
         # so a rerun must find all of them committed or none (then it resumes the whole unit).
-        self.whole = {s.run_id: i for i, u in enumerate(units or []) if u[0].halving for s in u}
+        # A stacked group's too, as one batch (one rewrite of runs.parquet, one sync), however
+        # long writing its members' files takes; but at the end or on interrupt, what a stacked
+        # group finished is committed like any run (``flush``).
+        self.whole = {
+            s.run_id: i
+            for i, u in enumerate(units or [])
+            if u[0].halving or (len(u) > 1 and u[0].engine == "stacked")
+            for s in u
+        }
+        self.all_or_none = {i for i, u in enumerate(units or []) if u[0].halving}
         self.sizes = {i: len(u) for i, u in enumerate(units or [])}
         self.held: dict[int, list[tuple[RunSpec, dict[str, Any]]]] = {}
 
@@ -320,6 +329,16 @@ class PendingRows:
 
     def flush(self) -> None:
         with self.lock:
+            self._flush()
+
+    def close(self) -> None:
+        """At the end or on interrupt: commit everything written, but a halving unit only
+        whole."""
+        with self.lock:
+            for unit in sorted(set(self.held) - self.all_or_none):
+                for spec, row in self.held.pop(unit):
+                    self.rows.append(row)
+                    self.specs.append(spec)
             self._flush()
 
     def _flush(self) -> None:

@@ -177,21 +177,54 @@ def read_files(paths: list[Path], columns: list[str]) -> pa.Table:
         raise
 
 
+# ``pa.array`` (and so ``pa.table`` of numpy columns, ``Table.from_pylist``) imports pandas on
+# its first call, 0.8 s of CPU that a ``sgdbench run`` otherwise never needs: the tables a run
+# writes are built from numpy buffers and (runs.parquet) Arrow's JSON reader instead.
+_NUMPY_TYPES = {
+    pa.int32(): np.int32,
+    pa.int64(): np.int64,
+    pa.float32(): np.float32,
+    pa.float64(): np.float64,
+}
+
+
+def _numbers(values: Any, type_: pa.DataType) -> pa.Array:
+    """A numeric column from a numpy array (or sequence), as ``pa.array`` would build it."""
+    data = np.ascontiguousarray(values, dtype=_NUMPY_TYPES[type_])
+    return pa.Array.from_buffers(type_, len(data), [None, pa.py_buffer(data)])
+
+
+def _repeated(text: str, n: int) -> pa.Array:
+    """A string column holding ``text`` ``n`` times."""
+    raw = text.encode()
+    offsets = np.arange(n + 1, dtype=np.int32) * len(raw)
+    return pa.Array.from_buffers(
+        pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(raw * n)]
+    )
+
+
+def _table(columns: dict[str, Any], schema: pa.Schema) -> pa.Table:
+    arrays = [
+        columns[f.name] if f.name == "run_id" else _numbers(columns[f.name], f.type) for f in schema
+    ]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
 def steps_table(spec: RunSpec, traj: Trajectory) -> pa.Table:
     from sgdbench.metrics import per_step_columns
 
     cols = per_step_columns(spec, traj.steps)
-    return pa.table(
+    return _table(
         {
-            "run_id": pa.array([traj.run_id] * traj.steps, pa.string()),
+            "run_id": _repeated(traj.run_id, traj.steps),
             "step": cols["step"],
             "epoch": cols["epoch"],
             "samples_seen": cols["samples_seen"],
-            "loss": traj.losses.astype(np.float32),
+            "loss": traj.losses,
             "lr": cols["lr"],
             "time_s": traj.time_s,
         },
-        schema=STEP_SCHEMA,
+        STEP_SCHEMA,
     )
 
 
@@ -200,14 +233,14 @@ def evals_table(spec: RunSpec, traj: Trajectory) -> pa.Table:
 
     step = np.asarray(traj.evals["step"], dtype=np.int64)
     data: dict[str, Any] = {
-        "run_id": pa.array([traj.run_id] * len(step), pa.string()),
+        "run_id": _repeated(traj.run_id, len(step)),
         "step": step,
         "epoch": step / spec.steps_per_epoch,
         "samples_seen": np.asarray(samples_after(spec, step), dtype=np.int64),
     }
     for col in EVAL_COLUMNS[1:]:
         data[col] = np.asarray(traj.evals[col], dtype=np.float64)
-    return pa.table(data, schema=EVAL_SCHEMA)
+    return _table(data, EVAL_SCHEMA)
 
 
 def run_row(spec: RunSpec, traj: Trajectory, git_sha: str | None) -> dict[str, Any]:
@@ -255,5 +288,26 @@ def run_row(spec: RunSpec, traj: Trajectory, git_sha: str | None) -> dict[str, A
     }
 
 
+def _json_value(value: Any) -> Any:
+    """numpy scalars and arrays in a row, for ``json.dumps``."""
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot store {type(value).__name__} in runs.parquet")
+
+
 def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=RUN_SCHEMA)
+    """runs.parquet rows as a table of ``RUN_SCHEMA`` (``Table.from_pylist`` would import pandas:
+    the rows go through Arrow's JSON reader, which parses floats exactly, NaN and infinities
+    included)."""
+    import pyarrow.json as pj
+
+    if not rows:
+        return RUN_SCHEMA.empty_table()
+    data = "\n".join(json.dumps(row, default=_json_value) for row in rows).encode()
+    return pj.read_json(
+        pa.BufferReader(data),
+        read_options=pj.ReadOptions(use_threads=False, block_size=len(data) + 1),
+        parse_options=pj.ParseOptions(
+            explicit_schema=RUN_SCHEMA, unexpected_field_behavior="ignore"
+        ),
+    )

@@ -183,7 +183,8 @@ class StackedModel:
         n_layers = len(self.layers)
         for k in range(n_layers):
             h = torch.baddbmm(self.leaves[2 * k + 1], hs[-1], self.leaves[2 * k])
-            hs.append(torch.relu(h) if k < n_layers - 1 else h)
+            # in place: ``h`` is a fresh tensor (an evaluation's is [members, 8192, hidden])
+            hs.append(torch.relu_(h) if k < n_layers - 1 else h)
         return hs
 
     def forward(self, x: Tensor | None, shared: bool) -> Tensor:
