@@ -175,6 +175,7 @@ def run_browser(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*base, *args], capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow  # a headless browser process
 def test_page_loads_in_a_browser_without_errors(page: Path, seeds: Path) -> None:
     done = run_browser("--dump-dom", page.as_uri())
     assert done.returncode == 0, done.stderr[-2000:]
@@ -187,6 +188,7 @@ def test_page_loads_in_a_browser_without_errors(page: Path, seeds: Path) -> None
     assert dom.count("<tr") == n_configs + 1
 
 
+@pytest.mark.slow  # a headless browser process
 def test_table_sorts_in_a_browser(page: Path) -> None:
     """#sort=N- sorts column N descending through the same code a click runs."""
     header = parse(page).headers
@@ -198,6 +200,7 @@ def test_table_sorts_in_a_browser(page: Path) -> None:
     assert len(keys) >= 2 and keys == sorted(keys, reverse=True)
 
 
+@pytest.mark.slow  # a headless browser process
 def test_browser_screenshot(page: Path, tmp_path: Path) -> None:
     shot = tmp_path / "report.png"
     done = run_browser("--window-size=1280,2400", f"--screenshot={shot}", page.as_uri())

@@ -61,6 +61,7 @@ def _modules(tmp_path: Path, *args: str | Path) -> tuple[int, set[str]]:
     return data["code"], set(data["modules"])
 
 
+@pytest.mark.slow  # a fresh interpreter that imports torch and trains
 def test_run_trains_without_importing_dynamo_or_inductor(tmp_path: Path) -> None:
     grid = tmp_path / "grid.toml"
     grid.write_text(GRID)

@@ -330,6 +330,7 @@ def test_html_report_of_a_suite_folder(ran: Path) -> None:
     assert never and set(never) == {"1e308"}
 
 
+@pytest.mark.slow  # a headless browser process
 def test_html_report_of_a_suite_folder_in_a_browser(ran: Path, tmp_path: Path) -> None:
     from tests.test_html_report import run_browser
 
