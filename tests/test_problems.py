@@ -20,7 +20,7 @@ from tests.helpers import cli
 def test_rosenbrock_starts_where_deepobs_does():
     problem = builtin.rosenbrock()
     assert problem.model.x.tolist() == [-0.5, 1.5]
-    assert float(problem.model()) == pytest.approx((1 + 0.5) ** 2 + 100 * (1.5 - 0.25) ** 2)
+    assert problem.model().item() == pytest.approx((1 + 0.5) ** 2 + 100 * (1.5 - 0.25) ** 2)
 
 
 def test_digits_binary_subset_with_validation():
