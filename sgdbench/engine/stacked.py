@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from sgdbench import schedules, stacked_optim
+from sgdbench.engine import stacked_checkpoint
 from sgdbench.engine.checks import STALL_MESSAGE, Verdict
 from sgdbench.engine.context import StopRequested, WindowClock, run_info, train_unit
 from sgdbench.engine.crossing import TargetSearch
@@ -166,7 +167,7 @@ class _Group:
         target: float | None,
     ) -> None:
         spec0 = specs[0]
-        self.device, self.trajs = device, trajs
+        self.specs, self.device, self.trajs = specs, device, trajs
         self.problem, self.model = _build(specs, device)
         self.optimizer = stacked_optim.StackedOptimizer.create(
             spec0.optimizer_class,
@@ -193,6 +194,7 @@ class _Group:
         self.batches = StackedBatches(self.problem, specs, device)
         self.stack = [RunState(s, t.evals) for s, t in zip(specs, trajs, strict=True)]  # by row
         self.members = list(range(len(specs)))  # row -> spec index
+        self.ended: dict[int, RunState] = {}  # spec index -> state, once it left the stack
         replay = StackedReplay(self.model, self.optimizer, self.batches, self.factor)
         self.search = TargetSearch(replay, target)
         initial = self.model.evaluate()
@@ -206,6 +208,9 @@ class _Group:
         self.ends = window_ends(spec0, warmup_steps(spec0))
         if self.pruner is not None:
             self.ends = sorted({*self.ends, *self.pruner.rungs})  # a rung is a window end
+            saved = stacked_checkpoint.load(self)  # a killed sweep's last rung
+            if saved is not None:
+                stacked_checkpoint.restore(self, saved)
 
     def window_end(self, end: int, pending: list[Tensor]) -> bool:
         """Bookkeeping after the window that ended at step ``end``: record its losses and
@@ -237,6 +242,8 @@ class _Group:
             return False
         if evaluated is not None:
             self.search.mark(self.stack)
+        if pruner is not None and end in pruner.rungs:
+            stacked_checkpoint.save(self)  # the rung reached, for a killed sweep's rerun
         return True
 
     def _finish(self) -> None:
@@ -244,6 +251,7 @@ class _Group:
         for state, m in zip(self.stack, self.members, strict=True):
             if state.verdict is not None:
                 state.finish(self.trajs[m])
+                self.ended[m] = state
                 if self.pruner is not None:
                     self.trajs[m].info["rung"] = self.pruner.reached(state.step, state.spec.steps)
         keep = [r for r, state in enumerate(self.stack) if state.verdict is None]
