@@ -5,7 +5,9 @@ moments and step counts), the RNG states, the step reached, and the losses, time
 evaluations so far. The data order and the learning-rate schedule need nothing: an epoch's order
 is a function of (run seed, epoch) and a step's lr a function of the step. Checkpoints are
 written atomically and loaded with ``torch.load(weights_only=True)``; one written for another
-spec or schema version is ignored.
+spec or schema version is ignored. A stacked halving group's checkpoint (one file for the
+group, ``group_path_for``; its content is ``engine.stacked_checkpoint``'s) goes with its first
+run's.
 """
 
 from __future__ import annotations

@@ -375,11 +375,14 @@ def test_a_halving_units_rows_are_committed_together(write_grid: Callable[..., P
     assert store.commits[-1] == [s.run_id for s in unit]
 
 
-@pytest.mark.parametrize("rungs_done", [1, 2])
+@pytest.mark.parametrize(("rungs_done", "optimizer"), [(1, "sgd"), (2, "adam")])
 def test_kill_9_during_stacked_halving_resumes_from_the_last_rung(
-    write_grid: Callable[..., Path], tmp_path: Path, rungs_done: int
+    write_grid: Callable[..., Path], tmp_path: Path, rungs_done: int, optimizer: str
 ) -> None:
-    grid = write_grid(GRID)
+    # Adam: the optimizer's state rows (moments, step count) must come back too.
+    grid = write_grid(
+        GRID.replace("batch_size = 8", f'batch_size = 8\n    optimizer = "{optimizer}"')
+    )
     assert cli("run", grid, "--out", tmp_path / "ref", "-q").exit_code == 0
     expected = pd.read_parquet(tmp_path / "ref" / "runs.parquet").set_index("run_id")
     assert "pruned" in set(expected["status"])  # the rungs pruned: the checkpoint drops rows

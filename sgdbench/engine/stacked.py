@@ -21,7 +21,9 @@ Successive halving (``[search] method = "halving"``): each rung is a window end 
 evaluation for everyone; a ``Pruner`` ranks the configurations still training by that
 evaluation and the pruned members leave the stack like any finished member (status ``pruned``),
 while the survivors go on, never restarted. A member that ended otherwise than ``ok`` (diverged,
-stalled, out of time) counts as +inf for its configuration from then on.
+stalled, out of time) counts as +inf for its configuration from then on. In a results folder
+the group's state after each rung's decision is checkpointed, and a rerun of a killed sweep
+continues from the last rung (``stacked_checkpoint``).
 """
 
 from __future__ import annotations
