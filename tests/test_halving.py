@@ -411,6 +411,12 @@ def test_kill_9_during_stacked_halving_resumes_from_the_last_rung(
     runs = pd.read_parquet(out / "runs.parquet").set_index("run_id")
     for col in ("loss_digest", "status", "steps", "rung", "message"):
         assert runs[col].to_dict() == expected[col].to_dict(), col
+    for run_id in expected.index:  # the evaluations too, of pruned runs and survivors alike
+        cols = ["step", "train_loss", "val_loss"]
+        again = pd.read_parquet(out / "evals" / f"{run_id}.parquet", columns=cols)
+        pd.testing.assert_frame_equal(
+            again, pd.read_parquet(tmp_path / "ref" / "evals" / f"{run_id}.parquet", columns=cols)
+        )
     # Every member came from the checkpoint of that rung (10 or 30 steps), not from step 0.
     assert set(runs["resumed_from_step"]) == {[10, 30][rungs_done - 1]}
     assert not list((out / "checkpoints").glob("*.pt"))  # removed once the rows are committed

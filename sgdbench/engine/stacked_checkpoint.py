@@ -18,10 +18,12 @@ The runner removes the file once the group's rows are committed (``checkpoint.re
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import TYPE_CHECKING, Any
 
 from sgdbench import checkpoint
 from sgdbench.engine.checks import Verdict
+from sgdbench.engine.state import RunState
 
 if TYPE_CHECKING:
     from sgdbench.engine.stacked import _Group
@@ -36,7 +38,7 @@ def save(group: _Group) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     state = group.optimizer.state
     ended = {
-        str(m): {**s.state_dict(), "status": s.verdict.status, "message": s.verdict.message}
+        str(m): {**_packed(s), "status": s.verdict.status, "message": s.verdict.message}
         for m, s in group.ended.items()
         if s.verdict is not None
     }
@@ -52,7 +54,7 @@ def save(group: _Group) -> None:
             if (v := getattr(state, f.name)) is not None
         },
         "steps_done": group.optimizer.steps_done,
-        "states": [s.state_dict() for s in group.stack],
+        "states": [_packed(s) for s in group.stack],
         "ended": ended,
         "retired": sorted(group.pruner.retired) if group.pruner is not None else [],
     }
@@ -77,10 +79,10 @@ def restore(group: _Group, saved: dict[str, Any]) -> None:
     stack = group.stack
     for key, st in saved["ended"].items():
         state = stack[int(key)]
-        state.load_state_dict(st)
+        state.load_state_dict(_unpacked(st))
         state.verdict = Verdict(st["status"], st["message"])
     for m, st in zip(saved["members"], saved["states"], strict=True):
-        stack[m].load_state_dict(st)
+        stack[m].load_state_dict(_unpacked(st))
     if group.pruner is not None:
         group.pruner.retired.update(int(m) for m in saved["retired"])
     group._finish()  # the ended leave the stack as pruning makes them leave
@@ -98,3 +100,17 @@ def restore(group: _Group, saved: dict[str, Any]) -> None:
     group.search.mark(group.stack)
     for traj in group.trajs:
         traj.info["resumed_from_step"] = group.step
+
+
+def _packed(state: RunState) -> dict[str, Any]:
+    """``state.state_dict()`` with the evaluations as one JSON string (exact for floats, NaN
+    included): pickling every number of a few hundred members' evaluations one by one, or a
+    tensor per column, would cost more than the rest of the checkpoint."""
+    saved = state.state_dict()
+    saved["evals"] = json.dumps(saved["evals"])
+    return saved
+
+
+def _unpacked(saved: dict[str, Any]) -> dict[str, Any]:
+    """``_packed``'s inverse."""
+    return {**saved, "evals": json.loads(saved["evals"])}
