@@ -29,6 +29,7 @@ continues from the last rung (``stacked_checkpoint``).
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -62,11 +63,16 @@ def run_group(
     if len({s.group_id for s in specs}) != 1:
         raise ValueError("run_group: the specs are not one group (their group_id differ)")
 
+    earlier_wall_s: list[float] = []  # before a killed sweep's checkpoint, when resumed
+
     def train(device: torch.device, trajs: list[Trajectory]) -> None:
         target = specs[0].target_loss if target_loss is None else target_loss
-        _train_group(specs, device, trajs, should_stop, target)
+        earlier_wall_s.append(_train_group(specs, device, trajs, should_stop, target))
 
-    return train_unit(specs, train, "group or batch_size")
+    trajs = train_unit(specs, train, "group or batch_size")
+    for t in trajs:
+        t.wall_time_s += sum(earlier_wall_s) / len(trajs)
+    return trajs
 
 
 def _build(specs: list[RunSpec], device: torch.device) -> tuple[Any, StackedModel]:
@@ -134,7 +140,8 @@ def _train_group(
     trajs: list[Trajectory],
     should_stop: Callable[[], bool] | None,
     target: float | None,
-) -> None:
+) -> float:
+    """Train the group; the wall time its members spent before the checkpoint it resumed."""
     group = _Group(specs, device, trajs, target)
     # Selecting the rows that stay changes these objects in place: bound once.
     model, optimizer, batches, factor = group.model, group.optimizer, group.batches, group.factor
@@ -155,6 +162,7 @@ def _train_group(
             raise StopRequested
     for t in trajs:
         t.info["group_train_time_s"] = group.train_time_s
+    return group.earlier_wall_s
 
 
 class _Group:
@@ -170,6 +178,7 @@ class _Group:
     ) -> None:
         spec0 = specs[0]
         self.specs, self.device, self.trajs = specs, device, trajs
+        self.wall_start, self.earlier_wall_s = time.perf_counter(), 0.0
         self.problem, self.model = _build(specs, device)
         self.optimizer = stacked_optim.StackedOptimizer.create(
             spec0.optimizer_class,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
 from sgdbench import checkpoint
@@ -45,6 +46,8 @@ def save(group: _Group) -> None:
     payload = {
         "step": group.step,
         "train_time_s": group.train_time_s,
+        "wall_s": group.earlier_wall_s + time.perf_counter() - group.wall_start,
+        "started_at": group.trajs[0].started_at,
         "run_ids": [s.run_id for s in group.specs],
         "members": list(group.members),
         "flat": group.model.flat.detach().cpu().clone(),
@@ -98,8 +101,10 @@ def restore(group: _Group, saved: dict[str, Any]) -> None:
     group.ends = [end for end in group.ends if end > group.step]
     group.before = group.model.flat[:0]  # the stall check is step 0's: done
     group.search.mark(group.stack)
+    group.earlier_wall_s = float(saved["wall_s"])
     for traj in group.trajs:
         traj.info["resumed_from_step"] = group.step
+        traj.started_at = saved["started_at"]
 
 
 def _packed(state: RunState) -> dict[str, Any]:
