@@ -5,7 +5,9 @@ moments and step counts), the RNG states, the step reached, and the losses, time
 evaluations so far. The data order and the learning-rate schedule need nothing: an epoch's order
 is a function of (run seed, epoch) and a step's lr a function of the step. Checkpoints are
 written atomically and loaded with ``torch.load(weights_only=True)``; one written for another
-spec or schema version is ignored.
+spec or schema version is ignored. A stacked halving group's checkpoint (one file for the
+group, ``group_path_for``; its content is ``engine.stacked_checkpoint``'s) goes with its first
+run's.
 """
 
 from __future__ import annotations
@@ -32,12 +34,21 @@ def path_for(spec: RunSpec) -> Path | None:
     return Path(spec.checkpoint_dir) / f"{spec.run_id}.pt"
 
 
+def group_path_for(spec: RunSpec) -> Path | None:
+    """Where a stacked halving group whose first member is ``spec`` keeps its state at the last
+    rung it reached (``engine.stacked_checkpoint``), or None outside a results folder."""
+    if spec.halving is None or spec.engine != "stacked" or not spec.checkpoint_dir:
+        return None
+    return Path(spec.checkpoint_dir) / f"{spec.run_id}.group.pt"
+
+
 def _identity(spec: RunSpec) -> str:
     return json.dumps(spec.identity(), sort_keys=True)
 
 
-def save(spec: RunSpec, state: dict[str, Any]) -> None:
-    path = path_for(spec)
+def save(spec: RunSpec, state: dict[str, Any], path: Path | None = None) -> None:
+    """Write ``state`` for ``spec`` atomically (to ``path``, default ``path_for(spec)``)."""
+    path = path_for(spec) if path is None else path
     if path is None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,9 +61,10 @@ def save(spec: RunSpec, state: dict[str, Any]) -> None:
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
-def load(spec: RunSpec) -> dict[str, Any] | None:
-    """The checkpoint for exactly this spec and schema, or None."""
-    path = path_for(spec)
+def load(spec: RunSpec, path: Path | None = None) -> dict[str, Any] | None:
+    """The checkpoint for exactly this spec and schema (at ``path``, default
+    ``path_for(spec)``), or None."""
+    path = path_for(spec) if path is None else path
     if path is None or not path.is_file():
         return None
     try:
@@ -70,6 +82,7 @@ def load(spec: RunSpec) -> dict[str, Any] | None:
 
 
 def remove(spec: RunSpec) -> None:
-    path = path_for(spec)
-    if path is not None:
-        path.unlink(missing_ok=True)
+    """Remove ``spec``'s checkpoint and the group checkpoint it names (if any)."""
+    for path in (path_for(spec), group_path_for(spec)):
+        if path is not None:
+            path.unlink(missing_ok=True)

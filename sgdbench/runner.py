@@ -244,8 +244,9 @@ def _run_locked(
 
 
 def _checkpoints(spec: RunSpec) -> bool:
-    """Whether ``spec`` writes checkpoints: periodic ones, or eager halving's at each rung."""
-    return bool(spec.checkpoint_every) or (spec.halving is not None and spec.engine == "eager")
+    """Whether ``spec`` writes checkpoints: periodic ones, or halving's at each rung (eager:
+    each run's; stacked: its group's)."""
+    return bool(spec.checkpoint_every) or spec.halving is not None
 
 
 class _NoBar:

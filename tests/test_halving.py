@@ -382,3 +382,50 @@ def test_a_halving_units_rows_are_committed_together(write_grid: Callable[..., P
     assert store.commits[-1] == [plain[0][0].run_id]
     pending.add(unit[-1], {"run_id": unit[-1].run_id})  # the last member: all 27 at once
     assert store.commits[-1] == [s.run_id for s in unit]
+
+
+@pytest.mark.parametrize(("rungs_done", "optimizer"), [(1, "sgd"), (2, "adam")])
+def test_kill_9_during_stacked_halving_resumes_from_the_last_rung(
+    write_grid: Callable[..., Path], tmp_path: Path, rungs_done: int, optimizer: str
+) -> None:
+    # Adam: the optimizer's state rows (moments, step count) must come back too.
+    grid = write_grid(
+        GRID.replace("batch_size = 8", f'batch_size = 8\n    optimizer = "{optimizer}"')
+    )
+    assert cli("run", grid, "--out", tmp_path / "ref", "-q").exit_code == 0
+    expected = pd.read_parquet(tmp_path / "ref" / "runs.parquet").set_index("run_id")
+    assert "pruned" in set(expected["status"])  # the rungs pruned: the checkpoint drops rows
+
+    def kill_after_rung() -> None:  # in the forked child: SIGKILL once rung N's file is in place
+        from sgdbench.engine import stacked_checkpoint
+
+        save, count = stacked_checkpoint.save, [0]
+
+        def save_then_die(group: object) -> None:
+            save(group)  # type: ignore[arg-type]
+            count[0] += 1
+            if count[0] == rungs_done:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        stacked_checkpoint.save = save_then_die  # type: ignore[assignment]
+
+    out = tmp_path / "out"
+    code, _ = cli_forked("run", grid, "--out", out, "-q", cwd=tmp_path, before=kill_after_rung)
+    assert code == -signal.SIGKILL
+    assert not (out / "runs.parquet").exists()  # killed inside the unit
+    assert len(list((out / "checkpoints").glob("*.group.pt"))) == 1
+
+    ran = cli("run", grid, "--out", out, "-q")
+    assert ran.exit_code == 0, ran
+    runs = pd.read_parquet(out / "runs.parquet").set_index("run_id")
+    for col in ("loss_digest", "status", "steps", "rung", "message"):
+        assert runs[col].to_dict() == expected[col].to_dict(), col
+    for run_id in expected.index:  # the evaluations too, of pruned runs and survivors alike
+        cols = ["step", "train_loss", "val_loss"]
+        again = pd.read_parquet(out / "evals" / f"{run_id}.parquet", columns=cols)
+        pd.testing.assert_frame_equal(
+            again, pd.read_parquet(tmp_path / "ref" / "evals" / f"{run_id}.parquet", columns=cols)
+        )
+    # Every member came from the checkpoint of that rung (10 or 30 steps), not from step 0.
+    assert set(runs["resumed_from_step"]) == {[10, 30][rungs_done - 1]}
+    assert not list((out / "checkpoints").glob("*.pt"))  # removed once the rows are committed

@@ -21,12 +21,15 @@ Successive halving (``[search] method = "halving"``): each rung is a window end 
 evaluation for everyone; a ``Pruner`` ranks the configurations still training by that
 evaluation and the pruned members leave the stack like any finished member (status ``pruned``),
 while the survivors go on, never restarted. A member that ended otherwise than ``ok`` (diverged,
-stalled, out of time) counts as +inf for its configuration from then on.
+stalled, out of time) counts as +inf for its configuration from then on. In a results folder
+the group's state after each rung's decision is checkpointed, and a rerun of a killed sweep
+continues from the last rung (``stacked_checkpoint``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +38,7 @@ import torch
 from torch import Tensor
 
 from sgdbench import schedules, stacked_optim
+from sgdbench.engine import stacked_checkpoint
 from sgdbench.engine.checks import STALL_MESSAGE, Verdict
 from sgdbench.engine.context import StopRequested, WindowClock, run_info, train_unit
 from sgdbench.engine.crossing import TargetSearch
@@ -59,11 +63,16 @@ def run_group(
     if len({s.group_id for s in specs}) != 1:
         raise ValueError("run_group: the specs are not one group (their group_id differ)")
 
+    earlier_wall_s: list[float] = []  # before a killed sweep's checkpoint, when resumed
+
     def train(device: torch.device, trajs: list[Trajectory]) -> None:
         target = specs[0].target_loss if target_loss is None else target_loss
-        _train_group(specs, device, trajs, should_stop, target)
+        earlier_wall_s.append(_train_group(specs, device, trajs, should_stop, target))
 
-    return train_unit(specs, train, "group or batch_size")
+    trajs = train_unit(specs, train, "group or batch_size")
+    for t in trajs:
+        t.wall_time_s += sum(earlier_wall_s) / len(trajs)
+    return trajs
 
 
 def _build(specs: list[RunSpec], device: torch.device) -> tuple[Any, StackedModel]:
@@ -131,7 +140,8 @@ def _train_group(
     trajs: list[Trajectory],
     should_stop: Callable[[], bool] | None,
     target: float | None,
-) -> None:
+) -> float:
+    """Train the group; the wall time its members spent before the checkpoint it resumed."""
     group = _Group(specs, device, trajs, target)
     # Selecting the rows that stay changes these objects in place: bound once.
     model, optimizer, batches, factor = group.model, group.optimizer, group.batches, group.factor
@@ -152,6 +162,7 @@ def _train_group(
             raise StopRequested
     for t in trajs:
         t.info["group_train_time_s"] = group.train_time_s
+    return group.earlier_wall_s
 
 
 class _Group:
@@ -166,7 +177,8 @@ class _Group:
         target: float | None,
     ) -> None:
         spec0 = specs[0]
-        self.device, self.trajs = device, trajs
+        self.specs, self.device, self.trajs = specs, device, trajs
+        self.wall_start, self.earlier_wall_s = time.perf_counter(), 0.0
         self.problem, self.model = _build(specs, device)
         self.optimizer = stacked_optim.StackedOptimizer.create(
             spec0.optimizer_class,
@@ -193,6 +205,7 @@ class _Group:
         self.batches = StackedBatches(self.problem, specs, device)
         self.stack = [RunState(s, t.evals) for s, t in zip(specs, trajs, strict=True)]  # by row
         self.members = list(range(len(specs)))  # row -> spec index
+        self.ended: dict[int, RunState] = {}  # spec index -> state, once it left the stack
         replay = StackedReplay(self.model, self.optimizer, self.batches, self.factor)
         self.search = TargetSearch(replay, target)
         initial = self.model.evaluate()
@@ -206,6 +219,9 @@ class _Group:
         self.ends = window_ends(spec0, warmup_steps(spec0))
         if self.pruner is not None:
             self.ends = sorted({*self.ends, *self.pruner.rungs})  # a rung is a window end
+            saved = stacked_checkpoint.load(self)  # a killed sweep's last rung
+            if saved is not None:
+                stacked_checkpoint.restore(self, saved)
 
     def window_end(self, end: int, pending: list[Tensor]) -> bool:
         """Bookkeeping after the window that ended at step ``end``: record its losses and
@@ -237,6 +253,8 @@ class _Group:
             return False
         if evaluated is not None:
             self.search.mark(self.stack)
+        if pruner is not None and end in pruner.rungs:
+            stacked_checkpoint.save(self)  # the rung reached, for a killed sweep's rerun
         return True
 
     def _finish(self) -> None:
@@ -244,6 +262,7 @@ class _Group:
         for state, m in zip(self.stack, self.members, strict=True):
             if state.verdict is not None:
                 state.finish(self.trajs[m])
+                self.ended[m] = state
                 if self.pruner is not None:
                     self.trajs[m].info["rung"] = self.pruner.reached(state.step, state.spec.steps)
         keep = [r for r, state in enumerate(self.stack) if state.verdict is None]
