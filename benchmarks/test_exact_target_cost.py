@@ -67,5 +67,11 @@ def test_print_exact_target_cost() -> None:
             f"  {engine:8s} ({CASES[engine]} run(s), {STEPS} steps, eval_every {EVAL_EVERY}):"
             f" {ratio:.3f}x"
         )
-        # one extra window of EVAL_EVERY steps and evaluations in a run of STEPS: ~5-10%
-        assert ratio < 1.5
+        assert ratio < LIMIT[engine]
+
+
+# The goal is about one extra window per run that crosses. Eager: one window of EVAL_EVERY steps
+# (with an evaluation after each) in a run of STEPS, ~5-10%. Stacked: the 8 members cross in
+# different windows, and each such window is replayed for the whole stack: up to 8 x 100 of
+# 2000 steps again (+40%) plus an evaluation per replayed step; 1.1-1.6x measured (CPU, min of 5).
+LIMIT = {"eager": 1.5, "stacked": 2.0}
