@@ -5,6 +5,7 @@ Imported as ``from tests.helpers import cli``; conftest.py holds only fixtures.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -102,3 +103,36 @@ def cli_forked(
             child.join()
             raise AssertionError(f"sgdbench {' '.join(map(str, args))}: still running")
         return child.exitcode, err.read()
+
+
+# Runs the command like `python -m sgdbench`, then records its exit code and every module it had
+# imported.
+_PROBE = """
+import json, runpy, sys
+sys.argv = ["sgdbench", *sys.argv[2:]]
+try:
+    runpy.run_module("sgdbench", run_name="__main__")
+except SystemExit as e:
+    code = e.code
+else:
+    code = 0
+with open({out!r}, "w") as f:
+    json.dump({{"code": code, "modules": sorted(sys.modules)}}, f)
+"""
+
+
+def imported_modules(tmp_path: Path, *args: str | Path) -> tuple[int, set[str]]:
+    """``sgdbench ARGS`` in a fresh interpreter: its exit code and the modules it imported."""
+    out = tmp_path / "modules.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    subprocess.run(
+        [sys.executable, "-c", _PROBE.format(out=str(out)), "-", *map(str, args)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    data = json.loads(out.read_text())
+    return data["code"], set(data["modules"])

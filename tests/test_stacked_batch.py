@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +25,7 @@ from sgdbench.store_tables import (
     read_table,
     rows_to_table,
 )
-from tests.helpers import REPO, cli
+from tests.helpers import cli, imported_modules
 
 GRID = """
 name = "batch"
@@ -43,19 +40,6 @@ eval_every = 10
 lr = [0.01, 0.1, 1e6]
 seed = [0, 1]
 batch_size = [16]
-"""
-
-PROBE = """
-import json, runpy, sys
-sys.argv = ["sgdbench", *sys.argv[2:]]
-try:
-    runpy.run_module("sgdbench", run_name="__main__")
-except SystemExit as e:
-    code = e.code
-else:
-    code = 0
-with open({out!r}, "w") as f:
-    json.dump({{"code": code, "pandas": "pandas" in sys.modules}}, f)
 """
 
 
@@ -132,20 +116,10 @@ def test_run_does_not_import_pandas(tmp_path: Path) -> None:
     """A stacked sweep (training, writing 6 runs, the closing summary) never imports pandas."""
     grid = tmp_path / "grid.toml"
     grid.write_text(GRID)
-    out = tmp_path / "probe.json"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    args = ["run", str(grid), "--engine", "stacked", "--out", str(tmp_path / "r")]
-    subprocess.run(
-        [sys.executable, "-c", PROBE.format(out=str(out)), "-", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    probe = json.loads(out.read_text())
-    assert probe == {"code": 0, "pandas": False}
+    args = ["run", grid, "--engine", "stacked", "--out", tmp_path / "r"]
+    code, modules = imported_modules(tmp_path, *args)
+    assert code == 0
+    assert "pandas" not in modules
 
 
 def test_rate_cache_gives_each_timing_its_own_rate() -> None:

@@ -3,7 +3,6 @@ that avoids ``torch._dynamo`` while updating the parameters bitwise like ``optim
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import pytest
 import torch
 
 from sgdbench.lazy_dynamo import plain_step
-from tests.helpers import REPO
+from tests.helpers import REPO, imported_modules
 
 GRID = """
 name = "startup"
@@ -30,42 +29,12 @@ lr = [0.05]
 batch_size = [8]
 """
 
-# Runs the command like `python -m sgdbench`, then records which modules it had imported.
-PROBE = """
-import json, runpy, sys
-sys.argv = ["sgdbench", *sys.argv[2:]]
-try:
-    runpy.run_module("sgdbench", run_name="__main__")
-except SystemExit as e:
-    code = e.code
-else:
-    code = 0
-with open({out!r}, "w") as f:
-    json.dump({{"code": code, "modules": [m for m in sys.modules if m.startswith("torch")]}}, f)
-"""
-
-
-def _modules(tmp_path: Path, *args: str | Path) -> tuple[int, set[str]]:
-    out = tmp_path / "modules.json"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    subprocess.run(
-        [sys.executable, "-c", PROBE.format(out=str(out)), "-", *map(str, args)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    data = json.loads(out.read_text())
-    return data["code"], set(data["modules"])
-
 
 @pytest.mark.slow  # a fresh interpreter that imports torch and trains
 def test_run_trains_without_importing_dynamo_or_inductor(tmp_path: Path) -> None:
     grid = tmp_path / "grid.toml"
     grid.write_text(GRID)
-    code, modules = _modules(tmp_path, "run", grid, "--out", tmp_path / "out", "-q")
+    code, modules = imported_modules(tmp_path, "run", grid, "--out", tmp_path / "out", "-q")
     assert code == 0
     assert "torch" in modules  # it did train
     assert "torch._dynamo" not in modules
@@ -85,7 +54,7 @@ def test_run_error_exits_do_not_import_torch(tmp_path: Path, text: str | None) -
     grid = tmp_path / "grid.toml"
     if text is not None:
         grid.write_text(text)
-    code, modules = _modules(tmp_path, "run", grid, "--out", tmp_path / "out")
+    code, modules = imported_modules(tmp_path, "run", grid, "--out", tmp_path / "out")
     assert code == 2
     assert "torch" not in modules
     assert not (tmp_path / "out").exists()
@@ -145,7 +114,7 @@ def test_optimizer_catalog_from_source_matches_torch() -> None:
 
 
 def test_list_optimizers_does_not_import_torch(tmp_path: Path) -> None:
-    code, modules = _modules(tmp_path, "list", "optimizers")
+    code, modules = imported_modules(tmp_path, "list", "optimizers")
     assert code == 0
     assert "torch" not in modules
 
@@ -160,7 +129,7 @@ def test_dry_run_of_built_in_problems_does_not_import_torch(tmp_path: Path, engi
         + "weight_decay = [0, 0.01]\n"
     )
     args = ["run", grid, "--dry-run", *(["--engine", engine] if engine else [])]
-    code, modules = _modules(tmp_path, *args)
+    code, modules = imported_modules(tmp_path, *args)
     assert code == 0
     assert "torch" not in modules
 
