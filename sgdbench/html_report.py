@@ -203,13 +203,18 @@ def _table(table: pd.DataFrame, head: report.Headline) -> str:
         for i, (h, cell) in enumerate(zip(header, cells, strict=True)):
             column = labels[i] if i < len(labels) else SORT_COLUMNS.get(h)
             key = _sort_value(r[column]) if column in r else None
-            attrs = ' class="label"' if i < len(labels) else ""
-            if key is not None:
-                attrs += f' data-sort="{key}"'
-            out.append(f"<td{attrs}>{_e(cell)}</td>")
+            out.append(cell_html(cell, label=i < len(labels), sort_key=key))
         out.append("</tr>")
     out.append("</tbody></table></div>")
     return "".join(out)
+
+
+def cell_html(text: str, *, label: bool, sort_key: str | None) -> str:
+    """A table cell: a label (left-aligned) or a value, with the number it sorts by, if any."""
+    attrs = ' class="label"' if label else ""
+    if sort_key is not None:
+        attrs += f' data-sort="{sort_key}"'
+    return f"<td{attrs}>{escape(text)}</td>"
 
 
 def _verdicts(runs: pd.DataFrame, table: pd.DataFrame) -> str:

@@ -72,10 +72,7 @@ def _section(index: int, title: str, header: list[str], rows: list[list[str]]) -
         out.append("<tr>")
         for i, cell in enumerate(row):
             key = None if i == 0 else _sort_key(cell)
-            attrs = ' class="label"' if i == 0 else ""
-            if key is not None:
-                attrs += f' data-sort="{key}"'
-            out.append(f"<td{attrs}>{escape(cell)}</td>")
+            out.append(html_report.cell_html(cell, label=i == 0, sort_key=key))
         out.append("</tr>")
     out.append("</tbody></table></div>")
     return "".join(out)
