@@ -141,6 +141,7 @@ def throughput(spec: RunSpec, traj: Trajectory) -> dict[str, Any]:
         "window_samples": samples.tolist(),
         "window_s": traj.window_s.tolist(),
         "window_cpu_s": traj.window_cpu_s.tolist(),
+        "window_probe_s": traj.window_probe_s.tolist(),
         "window_repeat": traj.window_repeat.tolist(),
     }
 

@@ -123,7 +123,8 @@ RUN_SCHEMA = pa.schema(
         ("rung", pa.int64()),  # halving: the last rung reached (len(rungs): the full budget)
         # throughput intervals (see sgdbench.timing), and the timed windows they come from:
         # per steady-state window its steps, samples, training seconds, CPU seconds (NaN on
-        # CUDA) and repeat (0-based)
+        # CUDA), repeat (0-based) and the machine-speed probe's CPU seconds after it (NaN:
+        # no probe then; sgdbench.engine.probe)
         ("steps_per_s_lo", pa.float64()),
         ("steps_per_s_hi", pa.float64()),
         ("samples_per_s_lo", pa.float64()),
@@ -134,6 +135,7 @@ RUN_SCHEMA = pa.schema(
         ("window_s", pa.list_(pa.float64())),
         ("window_cpu_s", pa.list_(pa.float64())),
         ("window_repeat", pa.list_(pa.int64())),
+        ("window_probe_s", pa.list_(pa.float64())),
     ]
 )
 

@@ -70,6 +70,18 @@ def steady_timings(runs: pd.DataFrame, factor: float = 1.0, lr: float | None = N
         seconds.append(t * (factor if lr is None or lr_ == lr else 1.0))
     runs["window_s"] = seconds
     runs["window_cpu_s"] = [0.9 * t for t in seconds]  # CPU time: a little under wall time
+    # the machine-speed probe took the same time throughout: a machine that did not drift
+    runs["window_probe_s"] = [np.full(len(t), 5e-4) for t in seconds]
+
+
+def drift(runs: pd.DataFrame, slower: float, probes: bool = True) -> None:
+    """The machine ran every piece of CPU work ``slower`` times slower: the windows and, when
+    ``probes``, the machine-speed probe (else the folder has no probe times)."""
+    runs["window_cpu_s"] = [t * slower for t in runs["window_cpu_s"]]
+    if probes:
+        runs["window_probe_s"] = [p * slower for p in runs["window_probe_s"]]
+    else:
+        runs["window_probe_s"] = [np.full(len(p), np.nan) for p in runs["window_probe_s"]]
 
 
 def test_same_timings_are_no_significant_change(seeds: Path, tmp_path: Path) -> None:
@@ -90,7 +102,7 @@ def test_a_slower_step_is_a_regression_beyond_the_noise(seeds: Path, tmp_path: P
     assert code == 1 and doc["regression"] is True
     rows = by_lr(doc)
     steps_per_s = rows[0.05]["steps/s"]
-    assert steps_per_s["clock"] == "cpu"
+    assert steps_per_s["clock"] == "probe"
     assert steps_per_s["change"] == pytest.approx(1 / 1.5 - 1, abs=0.02)
     assert steps_per_s["significant"] and steps_per_s["interval"][1] < 0
     assert steps_per_s["regression"] and rows[0.05]["regression"]
@@ -346,3 +358,81 @@ def test_overall_interval_is_no_narrower_than_its_configurations() -> None:
     assert out["regression"] is False  # hi is -2.5%: not wholly beyond 5%
     out = stats.overall(steps_per_s, [0.6, 0.7], [(0.5, 0.7), (0.6, 0.8)], compare.Threshold(0.05))
     assert out["regression"] is True
+
+
+def test_the_machine_drifting_between_folders_is_not_a_change(seeds: Path, tmp_path: Path) -> None:
+    # The new folder ran in a minute when the machine did all CPU work 1.4x slower (as a
+    # loaded 2-core machine does): the probe slowed as much as the step, so nothing changed.
+    def ran(slower: float, step: float = 1.0, probes: bool = True):
+        def edit(runs: pd.DataFrame) -> pd.DataFrame:
+            steady_timings(runs, step, lr=0.05)
+            drift(runs, slower, probes)
+            return runs
+
+        return edit
+
+    base = edited(seeds, tmp_path / "base", ran(1.0))
+    drifted = edited(seeds, tmp_path / "drifted", ran(1.4))
+    code, doc = compare_json(base, drifted)
+    row = by_lr(doc)[0.05]["steps/s"]
+    assert code == 0 and row["clock"] == "probe" and not row["regression"]
+    assert row["change"] == pytest.approx(0.0, abs=0.02)
+    words = " ".join(cli("compare", base, drifted).stdout.split())
+    assert "CPU time measured in machine-speed probe times in" in words
+    # A real 1.5x slower step on the drifted machine: the change is the step's alone.
+    slow = edited(seeds, tmp_path / "slow", ran(1.4, step=1.5))
+    code, doc = compare_json(base, slow)
+    row = by_lr(doc)[0.05]["steps/s"]
+    assert code == 1 and row["regression"]
+    assert row["change"] == pytest.approx(1 / 1.5 - 1, abs=0.03)
+    assert not by_lr(doc)[0.5]["steps/s"]["regression"]
+    # Without probe times the same drift reads as a 29% slower step: CPU time alone cannot
+    # tell the machine from the code.
+    base_np = edited(seeds, tmp_path / "base_np", ran(1.0, probes=False))
+    drifted_np = edited(seeds, tmp_path / "drifted_np", ran(1.4, probes=False))
+    code, doc = compare_json(base_np, drifted_np)
+    row = by_lr(doc)[0.05]["steps/s"]
+    assert row["clock"] == "cpu" and code == 1
+    assert row["change"] == pytest.approx(1 / 1.4 - 1, abs=0.02)
+
+
+def test_probe_times_are_not_used_across_machines_or_torch_versions(
+    seeds: Path, tmp_path: Path
+) -> None:
+    # Another machine (or torch) runs the probe at another speed for reasons that are the
+    # very thing compared: the plain CPU-time test then.
+    def ran(runs: pd.DataFrame) -> pd.DataFrame:
+        steady_timings(runs)
+        return runs
+
+    base = edited(seeds, tmp_path / "base", ran)
+    other = edited(seeds, tmp_path / "other", ran)
+    env = json.loads((other / "env.json").read_text())
+    env["torch_version"] = "0.0.1"
+    (other / "env.json").write_text(json.dumps(env))
+    row = by_lr(compare_json(base, other)[1])[0.05]["steps/s"]
+    assert row["clock"] == "cpu"
+    assert by_lr(compare_json(base, base)[1])[0.05]["steps/s"]["clock"] == "probe"
+
+
+def test_a_window_is_timed_against_the_probe_beside_it() -> None:
+    from sgdbench.compare import match
+
+    runs = pd.DataFrame(
+        {
+            "window_cpu_s": [np.array([1.0, 2.0, 3.0, 4.0, 5.0])],
+            # repeat 0: probes after windows 1 and 2 (0-based); repeat 1: after window 3 only
+            "window_probe_s": [np.array([np.nan, 0.5, 0.25, np.nan, 2.0])],
+            "window_repeat": [np.array([0, 0, 0, 1, 1])],
+        }
+    )
+    seconds = match.in_probe_times(runs, "window_cpu_s")[0]
+    # the next probe of the same repeat, else the last before it; never another repeat's
+    # (each probe the median of itself and its neighbours: of two, their mean)
+    np.testing.assert_allclose(seconds, [1 / 0.375, 2 / 0.375, 3 / 0.375, 4 / 2.0, 5 / 2.0])
+    # one interrupted probe (10x) among steady ones rescales no window
+    for probes in ([0.5, 0.5, 5.0, 0.5, 0.5, 0.5], [0.5, 0.5, 0.5, 0.5, np.nan, 5.0]):
+        runs["window_cpu_s"] = [np.ones(6)]
+        runs["window_probe_s"] = [np.array(probes)]
+        runs["window_repeat"] = [np.zeros(6, dtype=int)]
+        np.testing.assert_allclose(match.in_probe_times(runs, "window_cpu_s")[0], np.full(6, 2.0))

@@ -47,20 +47,35 @@ class _Pair:
     b_trained: pd.DataFrame  # trained runs (for the timings)
     n_trained: pd.DataFrame
 
-    @property
-    def cpu(self) -> bool:
-        """CPU time where both sides have it: what a step costs, whatever else the machine ran."""
-        return match.has_cpu_time(self.b_trained) and match.has_cpu_time(self.n_trained)
+    def clock(self, same_machine: bool) -> str:
+        """What the steps/s test times: ``probe`` (CPU time in machine-speed probe times, when
+        both sides have probes and ran on the same machine, torch and threads), ``cpu`` (CPU
+        time where both sides have it: what a step costs, whatever else the machine ran) or
+        ``wall``."""
+        b, n = self.b_trained, self.n_trained
+        if not (match.has_cpu_time(b) and match.has_cpu_time(n)):
+            return "wall"
+        if same_machine and match.has_probes(b) and match.has_probes(n):
+            return "probe"
+        return "cpu"
 
 
-def _tests(pairs: list[_Pair]) -> tuple[list[stats.RatioInterval], list[stats.RatioInterval]]:
-    """Per pair, the steps/s test on its clock (CPU time where both sides have it, the
-    variance pooled over the pairs on the same clock) and the wall-clock test."""
+def _tests(
+    pairs: list[_Pair], same_machine: bool
+) -> tuple[list[stats.RatioInterval], list[stats.RatioInterval]]:
+    """Per pair, the steps/s test on its clock (``_Pair.clock``; the variance pooled over the
+    pairs on the same clock) and the wall-clock test."""
     rate: list[stats.RatioInterval | None] = [None] * len(pairs)
-    for clock, cpu in (("window_cpu_s", True), ("window_s", False)):
-        at = [i for i, p in enumerate(pairs) if p.cpu == cpu]
+    for clock in ("probe", "cpu", "wall"):
+        at = [i for i, p in enumerate(pairs) if p.clock(same_machine) == clock]
+        column, probe = (
+            ("window_s", False) if clock == "wall" else ("window_cpu_s", clock == "probe")
+        )
         units = [
-            (match.units(pairs[i].b_trained, clock), match.units(pairs[i].n_trained, clock))
+            (
+                match.units(pairs[i].b_trained, column, probe),
+                match.units(pairs[i].n_trained, column, probe),
+            )
             for i in at
         ]
         for i, test in zip(at, stats.unit_ratio_tests(units), strict=True):
@@ -75,7 +90,11 @@ def _tests(pairs: list[_Pair]) -> tuple[list[stats.RatioInterval], list[stats.Ra
 
 
 def _row(
-    pair: _Pair, rate: stats.RatioInterval, wall: stats.RatioInterval, limits: dict[str, Threshold]
+    pair: _Pair,
+    rate: stats.RatioInterval,
+    wall: stats.RatioInterval,
+    limits: dict[str, Threshold],
+    same_machine: bool,
 ) -> dict[str, Any]:
     b, n = pair.b, pair.n
     row: dict[str, Any] = {"configuration": pair.described, "key": json.loads(pair.key)}
@@ -87,7 +106,7 @@ def _row(
             c = stats.timed_change(
                 b[m.column], n[m.column], rate, True, limits[m.key], tested_change=True
             )
-            c["clock"] = "cpu" if pair.cpu else "wall"
+            c["clock"] = pair.clock(same_machine)
             c["units"] = list(rate.units)
         elif m.key == "time_to_target_s":
             c = stats.time_to_target_change(b, n, rate, wall, limits[m.key])
@@ -120,7 +139,7 @@ def compare(
     folder's current grid version, unless ``all_versions``). ``fail_on`` sets a threshold per
     metric (``limits.parse_fail_on``); the others use ``threshold``."""
     limits = {key: Threshold(threshold) for key in FAIL_ON_KEYS} | (fail_on or {})
-    extra = ["spec", "loss_digest", "window_cpu_s"]
+    extra = ["spec", "loss_digest", "window_cpu_s", "window_probe_s"]
     base_runs = report.load_runs(Path(base_dir), extra_columns=extra, all_versions=all_versions)
     new_runs = report.load_runs(Path(new_dir), extra_columns=extra, all_versions=all_versions)
     names = list(dict.fromkeys([*report.axis_names(base_runs), *report.axis_names(new_runs)]))
@@ -169,8 +188,11 @@ def compare(
             f"compare: no configuration of {base_dir} matches one of {new_dir} "
             f"(axes compared: {', '.join(names)})"
         )
-    rate, wall = _tests(pairs)
-    result.rows = [_row(p, r, w, limits) for p, r, w in zip(pairs, rate, wall, strict=True)]
+    same_machine = not result.env_differences
+    rate, wall = _tests(pairs, same_machine)
+    result.rows = [
+        _row(p, r, w, limits, same_machine) for p, r, w in zip(pairs, rate, wall, strict=True)
+    ]
     for m in METRICS:
         changes = [r[m.name] for r in result.rows if r[m.name]["change"] is not None]
         intervals = [

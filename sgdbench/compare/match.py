@@ -63,9 +63,41 @@ def has_cpu_time(runs: pd.DataFrame) -> bool:
     )
 
 
-def units(runs: pd.DataFrame, clock: str) -> list[timing.Windows]:
-    """The timed windows (steps) of ``runs`` by ``clock`` (a column), one unit per repeat."""
-    return metrics.pooled_windows(runs["window_steps"], runs[clock], runs["window_repeat"])
+def units(runs: pd.DataFrame, clock: str, probe: bool = False) -> list[timing.Windows]:
+    """The timed windows (steps) of ``runs`` by ``clock`` (a column), one unit per repeat;
+    ``probe``: timed in probe times (``in_probe_times``)."""
+    seconds = in_probe_times(runs, clock) if probe else runs[clock]
+    return metrics.pooled_windows(runs["window_steps"], seconds, runs["window_repeat"])
+
+
+def has_probes(runs: pd.DataFrame) -> bool:
+    """Whether every run of ``runs`` with timed windows timed the machine-speed probe."""
+    return bool(len(runs)) and all(
+        p is not None and np.isfinite(np.asarray(p, dtype=np.float64)).any()
+        for w, p in zip(runs["window_steps"], runs["window_probe_s"], strict=True)
+        if w is not None and len(w)
+    )
+
+
+def in_probe_times(runs: pd.DataFrame, clock: str) -> pd.Series:
+    """Each run's window times (``clock``) divided by the probe's time beside the window: the
+    next probe (taken after the window or a later one of the same repeat), else the last
+    one before it (``sgdbench.engine.probe``). Each probe time is first the median of it and
+    its neighbours, two on each side: a probe interrupted once (10x its usual time, seen on a
+    loaded machine) would otherwise rescale every window paired with it."""
+    out = []
+    for t, p, r in zip(runs[clock], runs["window_probe_s"], runs["window_repeat"], strict=True):
+        t, p = np.asarray(t, dtype=np.float64), np.asarray(p, dtype=np.float64)
+        r = np.zeros(len(t)) if r is None else np.asarray(r)
+        beside = np.full(len(t), np.nan)
+        for k in np.unique(r):
+            at = np.flatnonzero(r == k)
+            probes = pd.Series(p[at])
+            taken = probes.dropna()
+            probes[taken.index] = taken.rolling(5, center=True, min_periods=1).median()
+            beside[at] = probes.bfill().ffill().to_numpy()
+        out.append(t / beside)
+    return pd.Series(out, index=runs.index, dtype=object)
 
 
 def trajectory(base_runs: pd.DataFrame, new_runs: pd.DataFrame) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from sgdbench.compare import stats
 from sgdbench.compare.core import Comparison, compare
 from sgdbench.compare.limits import METRICS, Threshold, parse_fail_on, parse_threshold
 
-COMPARE_SCHEMA_VERSION = 3
+COMPARE_SCHEMA_VERSION = 4
 # Fewer timed runs (seeds x repeats) than this a side get a hint: 2 seeds x 3 repeats kept the
 # false alarms and the misses of benchmarks/compare_trials.py near 1 in 20 on a loaded machine,
 # 2 seeds x 1 did not (docs/performance.md).
@@ -122,6 +122,17 @@ def _detail_lines(comp: Comparison) -> list[str]:
     return lines
 
 
+def _probe_words(timed: list[dict[str, Any]]) -> str:
+    """How many steps/s tests timed in probe times (``stats``), if any did."""
+    probed = sum(c.get("clock") == "probe" for c in timed)
+    if not probed:
+        return ""
+    return (
+        f"; CPU time measured in machine-speed probe times in {probed} of {len(timed)} "
+        "configuration(s), so that the machine's drift between the folders cancels"
+    )
+
+
 def _summary_lines(comp: Comparison) -> list[str]:
     n_reg = sum(r["regression"] for r in comp.rows)
     limits = ", ".join(
@@ -138,7 +149,7 @@ def _summary_lines(comp: Comparison) -> list[str]:
         + (f", {stats.TOO_FEW} in {few}" if few else "")
         + f"; [lo,hi]: {100 * timing.CONFIDENCE:g}% interval of the change in %, a t interval "
         "over runs and repeats (each one's median window), run-to-run variance pooled over "
-        "the configurations",
+        "the configurations" + _probe_words(timed),
         *_detail_lines(comp),
     ]
     fewest = min((min(c["units"]) for c in timed if c.get("units") and min(c["units"])), default=0)

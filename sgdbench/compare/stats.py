@@ -16,6 +16,14 @@ always give the same decision.
 The configurations of one comparison ran side by side, so they share the machine's swings: the
 overall interval is the mean of theirs in log scale (perfectly correlated errors), never
 narrower than a single configuration's.
+
+Two folders written minutes apart also differ by the machine's drift, which the units of one
+folder cannot show: on a loaded 2-core machine a whole folder's CPU time ran 30-50% above the
+other's with no change in the code. Where both folders timed the machine-speed probe
+(``sgdbench.engine.probe``) on the same machine, torch and threads, a window's time is
+measured in probe times (``match.units``): its CPU seconds divided by the probe's time
+beside it. A minute in which the machine runs everything slower slows the probe as much as
+the step, and the ratio stays.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 import torch
 
-from sgdbench.engine import seeding
+from sgdbench.engine import probe, seeding
 from sgdbench.engine.trajectory import Trajectory
 from sgdbench.errors import describe
 from sgdbench.lazy_dynamo import manual_seed
@@ -102,7 +102,10 @@ class WindowClock:
     On CPU it also reads the CPU time the window used (``cpu_elapsed``; NaN on CUDA, where the
     work is not the host's): the calling thread's when torch runs on one thread, else the
     process's. Other processes' load stretches the wall-clock time of a window but hardly its
-    CPU time, which is what ``compare`` tests when both sides have it.
+    CPU time, which is what ``compare`` tests when both sides have it. After some ``timed``
+    windows (the steady state, which the engine says) it also times the machine-speed probe
+    (``probe``) on that clock, outside the window: ``probe_s`` is its CPU seconds after this
+    window, NaN when it did not run.
     """
 
     def __init__(self, device: torch.device, guard_syncs: bool = False) -> None:
@@ -111,6 +114,9 @@ class WindowClock:
         self.guard = self.cuda and guard_syncs and os.environ.get(SYNC_DEBUG_ENV) == "1"
         self.elapsed = 0.0
         self.cpu_elapsed = math.nan
+        self.probe_s = math.nan
+        self.timed = True
+        self._probes = probe.Schedule()
         self._cpu_clock = time.thread_time if torch.get_num_threads() == 1 else time.process_time
         self._cpu0 = 0.0
         self._t0 = 0.0
@@ -136,6 +142,9 @@ class WindowClock:
             self.elapsed = time.perf_counter() - self._t0
             if not self.cuda:
                 self.cpu_elapsed = self._cpu_clock() - self._cpu0
+                self.probe_s = math.nan
+                if self.timed:
+                    self.probe_s = self._probes.after(self.cpu_elapsed, self._cpu_clock)
 
 
 def train_unit(

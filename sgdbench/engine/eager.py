@@ -208,6 +208,7 @@ def _train(
             continue
         # ---- hot loop: nothing here reads a value back from the device -----------------------
         pending: list[Tensor] = []
+        clock.timed = state.step >= state.warmup  # the steady state: probe beside it
         with clock:
             for i in range(state.step, end):
                 if lr_at is not None:
@@ -305,7 +306,9 @@ class EagerRun:
     def after_window(self, losses: Tensor, clock: WindowClock) -> bool:
         """Record the window just trained and run the checks; True when the run ends here."""
         state = self.state
-        state.record_window(losses.float().cpu().numpy(), clock.elapsed, clock.cpu_elapsed)
+        state.record_window(
+            losses.float().cpu().numpy(), clock.elapsed, clock.cpu_elapsed, clock.probe_s
+        )
         if self.before:
             stalled = checks.stall_message(self.problem, self.params, self.before)
             state.verdict = Verdict("stalled", stalled) if stalled else None

@@ -72,6 +72,7 @@ def _merge(traj: Trajectory, other: Trajectory, k: int, wanted: int) -> None:
     traj.window_steps = np.concatenate([traj.window_steps, other.window_steps])
     traj.window_s = np.concatenate([traj.window_s, other.window_s])
     traj.window_cpu_s = np.concatenate([traj.window_cpu_s, other.window_cpu_s])
+    traj.window_probe_s = np.concatenate([traj.window_probe_s, other.window_probe_s])
     traj.window_repeat = np.concatenate(
         [traj.window_repeat, np.full(len(other.window_s), k, dtype=np.int64)]
     )

@@ -148,6 +148,7 @@ def _train_group(
     for end in group.ends:
         # ---- hot loop: nothing here reads a value back from the device -----------------------
         step, pending = group.step, list[Tensor]()
+        group.clock.timed = step >= group.stack[0].warmup  # the steady state: probe beside it
         with group.clock:
             lr_factors = None if factor is None else factor(np.arange(step, end))
             for i, scalars in enumerate(optimizer.window_scalars(end - step, lr_factors), step):
@@ -231,7 +232,9 @@ class _Group:
         self.train_time_s += clock.elapsed
         for r, state in enumerate(stack):
             share = len(stack)
-            state.record_window(chunk[:, r], clock.elapsed / share, clock.cpu_elapsed / share)
+            state.record_window(
+                chunk[:, r], clock.elapsed / share, clock.cpu_elapsed / share, clock.probe_s
+            )
         if self.step == 0:
             changed = (self.model.flat != self.before).any(dim=1).cpu().numpy()
             for row in np.flatnonzero(~changed):

@@ -38,8 +38,9 @@ class RunState:
     warmup_steps: int = 0
     warmup_s: float = 0.0
     tail: list[Tensor] = field(default_factory=list)  # flat parameters after the last steps
-    # Steady-state windows (after the warm-up): first step, steps, seconds, CPU seconds.
-    timed_windows: list[tuple[int, int, float, float]] = field(default_factory=list)
+    # Steady-state windows (after the warm-up): first step, steps, seconds, CPU seconds, and
+    # the machine-speed probe's CPU seconds after the window (NaN: none then, ``probe``).
+    timed_windows: list[tuple[int, int, float, float, float]] = field(default_factory=list)
     patience: checks.Patience = field(default_factory=checks.Patience)
     verdict: Verdict | None = None
     target_step: int | None = None  # exact step to target, once found (``crossing``)
@@ -54,16 +55,21 @@ class RunState:
     # ---- recording ----------------------------------------------------------------------------
 
     def record_window(
-        self, losses: np.ndarray, elapsed: float, cpu_elapsed: float = math.nan
+        self,
+        losses: np.ndarray,
+        elapsed: float,
+        cpu_elapsed: float = math.nan,
+        probe_s: float = math.nan,
     ) -> None:
-        """The losses of the window just trained, its time on the training clock and the CPU
-        time it used (NaN: not measured); a step's time is interpolated inside its window."""
+        """The losses of the window just trained, its time on the training clock, the CPU
+        time it used and the probe's time after it (NaN: not measured); a step's time is
+        interpolated inside its window."""
         start, end = self.step, self.step + len(losses)
         self.losses[start:end] = losses
         self.times[start:end] = self.clock + elapsed * np.arange(1, end - start + 1) / (end - start)
         self.clock += elapsed
         if start >= self.warmup:
-            self.timed_windows.append((start, end - start, elapsed, cpu_elapsed))
+            self.timed_windows.append((start, end - start, elapsed, cpu_elapsed, probe_s))
         if start == 0:
             self.first_loss = float(losses[0])
         self.step = end
@@ -123,7 +129,7 @@ class RunState:
             "times": torch.from_numpy(self.times[: self.step].copy()),
             "evals": {k: list(v) for k, v in self.evals.items()},
             "tail": list(self.tail),
-            "windows": torch.tensor(self.timed_windows, dtype=torch.float64).reshape(-1, 4),
+            "windows": torch.tensor(self.timed_windows, dtype=torch.float64).reshape(-1, 5),
             "target_step": self.target_step,
         }
 
@@ -137,8 +143,18 @@ class RunState:
             self.evals[k][:] = list(v)
         self.warmup_steps, self.warmup_s = saved["warmup_steps"], saved["warmup_s"]
         self.tail = list(saved["tail"])
-        saved_windows = saved.get("windows", torch.empty(0, 4)).tolist()
-        self.timed_windows = [(int(a), int(n), float(t), float(c)) for a, n, t, c in saved_windows]
+        saved_windows = saved.get("windows", torch.empty(0, 5)).tolist()
+        # A checkpoint from before the probe has four columns: no probe then.
+        self.timed_windows = [
+            (
+                int(w[0]),
+                int(w[1]),
+                float(w[2]),
+                float(w[3]),
+                float(w[4]) if len(w) > 4 else math.nan,
+            )
+            for w in saved_windows
+        ]
         self.target_step = saved.get("target_step")
         self.checked = self.step
         self.patience = checks.Patience()
@@ -152,11 +168,12 @@ class RunState:
         traj.losses, traj.time_s = self.losses[: self.step].copy(), self.times[: self.step].copy()
         traj.train_time_s = self.clock
         traj.warmup_steps, traj.warmup_s = self.warmup_steps, self.warmup_s
-        timed = np.array(self.timed_windows, dtype=np.float64).reshape(-1, 4)
+        timed = np.array(self.timed_windows, dtype=np.float64).reshape(-1, 5)
         traj.window_start = timed[:, 0].astype(np.int64)
         traj.window_steps = timed[:, 1].astype(np.int64)
         traj.window_s = timed[:, 2]
         traj.window_cpu_s = timed[:, 3]
+        traj.window_probe_s = timed[:, 4]
         traj.window_repeat = np.zeros(len(timed), dtype=np.int64)
         traj.steps_to_target = self.target_step
         traj.info["update_cosine"] = checks.update_cosine(self.tail)

@@ -40,6 +40,8 @@ class Trajectory:
     window_steps: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     window_s: np.ndarray = field(default_factory=lambda: np.empty(0, np.float64))
     window_cpu_s: np.ndarray = field(default_factory=lambda: np.empty(0, np.float64))  # NaN: GPU
+    # the machine-speed probe's CPU seconds after each window (NaN: none then; ``probe``)
+    window_probe_s: np.ndarray = field(default_factory=lambda: np.empty(0, np.float64))
     window_repeat: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     repeats: int = 1  # how many times the run was trained (timed); all gave these losses
     started_at: str = ""
