@@ -434,3 +434,49 @@ def test_kill_9_during_stacked_halving_resumes_from_the_last_rung(
     expected_from = runs["steps"].clip(upper=rung)
     assert runs["resumed_from_step"].to_dict() == expected_from.to_dict()
     assert not list((out / "checkpoints").glob("*.pt"))  # removed once the rows are committed
+
+
+def test_kill_9_during_stacked_halving_under_jobs_2_resumes_to_the_reference(
+    write_grid: Callable[..., Path], tmp_path: Path
+) -> None:
+    # Two optimizers: two stacked halving groups, two units, so --jobs 2 trains them in two
+    # worker processes (one unit alone would run in the driver).
+    grid = write_grid(
+        GRID.replace("batch_size = 8", 'batch_size = 8\n    optimizer = ["sgd", "adam"]')
+    )
+    assert len(plan(load_grid(grid).runs)) == 2
+    assert cli("run", grid, "--out", tmp_path / "ref", "-q").exit_code == 0
+    expected = pd.read_parquet(tmp_path / "ref" / "runs.parquet").set_index("run_id")
+    killer = tmp_path / "killer"
+
+    def kill_after_second_rung() -> None:  # in the forked driver; its workers fork from it
+        from sgdbench.engine import stacked_checkpoint
+
+        save, count, driver = stacked_checkpoint.save, [0], os.getpid()
+
+        def save_then_die(group: object) -> None:
+            save(group)  # type: ignore[arg-type]
+            count[0] += 1
+            if count[0] == 2:  # a group's second rung, in the worker training it
+                killer.write_text("worker" if os.getpid() != driver else "driver")
+                os.kill(driver, signal.SIGKILL)  # the driver; its other worker dies with it
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        stacked_checkpoint.save = save_then_die  # type: ignore[assignment]
+
+    out = tmp_path / "out"
+    code, _ = cli_forked(
+        "run", grid, "--out", out, "-q", "--jobs", "2", cwd=tmp_path, before=kill_after_second_rung
+    )
+    assert code == -signal.SIGKILL
+    assert killer.read_text() == "worker"
+    assert not (out / "runs.parquet").exists()  # killed inside both units
+    assert list((out / "checkpoints").glob("*.group.pt"))
+
+    ran = cli("run", grid, "--out", out, "-q", "--jobs", "2")
+    assert ran.exit_code == 0, ran
+    runs = pd.read_parquet(out / "runs.parquet").set_index("run_id")
+    for col in ("loss_digest", "status", "steps", "rung", "message"):
+        assert runs[col].to_dict() == expected[col].to_dict(), col
+    assert (runs["resumed_from_step"] == 30).any()  # the killed group went on from its rung
+    assert not list((out / "checkpoints").glob("*.pt"))
