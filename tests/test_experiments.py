@@ -88,6 +88,7 @@ def test_learning_rate_verdicts_say_crawl_converge_bounce_diverge(tmp_path):
     assert rows[0.5]["verdict"] == "converged"  # lr 0.5 lands exactly on the minimum
 
 
+@pytest.mark.slow  # trains digits to 95% accuracy
 def test_digits_linear_classifier_reaches_95_percent(tmp_path):
     runs = run_experiment("digits_3_vs_7", tmp_path)
     linear = runs[runs["problem.model"] == "linear"]

@@ -111,6 +111,7 @@ def test_halving_prunes_in_the_stack_and_continues_the_survivors(
     assert [t.status for t in again] == [t.status for t in trajs]
 
 
+@pytest.mark.slow  # a sweep end to end: run, report, plot, rerun
 def test_halving_run_records_rungs_and_report_shows_them(
     write_grid: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -248,8 +249,8 @@ def test_eager_halving_resumes_from_the_last_rung_reached(
 
 @pytest.mark.parametrize(
     "executor",
-    [
-        ["--jobs", "2"],
+    [  # worker processes
+        pytest.param(["--jobs", "2"], marks=pytest.mark.slow, id="jobs"),
         pytest.param(["--executor", "dask", "--jobs", "2"], marks=pytest.mark.slow, id="dask"),
     ],
 )
@@ -384,7 +385,9 @@ def test_a_halving_units_rows_are_committed_together(write_grid: Callable[..., P
     assert store.commits[-1] == [s.run_id for s in unit]
 
 
-@pytest.mark.parametrize(("rungs_done", "optimizer"), [(1, "sgd"), (2, "adam")])
+@pytest.mark.parametrize(
+    ("rungs_done", "optimizer"), [pytest.param(1, "sgd", marks=pytest.mark.slow), (2, "adam")]
+)
 def test_kill_9_during_stacked_halving_resumes_from_the_last_rung(
     write_grid: Callable[..., Path], tmp_path: Path, rungs_done: int, optimizer: str
 ) -> None:
@@ -436,6 +439,7 @@ def test_kill_9_during_stacked_halving_resumes_from_the_last_rung(
     assert not list((out / "checkpoints").glob("*.pt"))  # removed once the rows are committed
 
 
+@pytest.mark.slow  # a forked CLI and its workers, killed with SIGKILL
 def test_kill_9_during_stacked_halving_under_jobs_2_resumes_to_the_reference(
     write_grid: Callable[..., Path], tmp_path: Path
 ) -> None:

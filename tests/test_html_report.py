@@ -141,6 +141,7 @@ def test_out_writes_other_formats_to_a_file(seeds: Path, tmp_path: Path) -> None
     assert out.read_text() == cli("report", seeds, "--format", "markdown").stdout
 
 
+@pytest.mark.slow  # a grid end to end and its HTML page
 def test_lr_plot_that_cannot_be_drawn_says_why(tmp_path: Path) -> None:
     grid = tmp_path / "g.toml"
     grid.write_text(

@@ -183,6 +183,7 @@ def test_stacked_matches_eager_per_step(write_grid, problem: str, optimizer: str
         )
 
 
+@pytest.mark.slow  # 3 problems x 300 steps on both engines
 def test_other_problems_match_eager(write_grid) -> None:
     """Logistic (matmul path, written-out BCE gradient); rosenbrock (a FunctionModel) and the
     noisy quadratic (a custom module) through torch.vmap and autograd."""
