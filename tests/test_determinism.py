@@ -35,6 +35,7 @@ def digests(tmp_path, text: str, out: str) -> pd.Series:
     return pd.read_parquet(tmp_path / out / "runs.parquet").set_index("run_id")["loss_digest"]
 
 
+@pytest.mark.slow  # a grid end to end, twice
 def test_same_grid_twice_is_bitwise_identical(tmp_path):
     first = digests(tmp_path, GRID, "a")
     second = digests(tmp_path, GRID, "b")

@@ -123,6 +123,7 @@ def test_numeric_columns_sort_by_number(page: Path, seeds: Path) -> None:
             assert shown, (column, number)
 
 
+@pytest.mark.slow  # a second HTML page with every plot
 def test_html_default_path_and_bad_folder(seeds: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(seeds, copy)
