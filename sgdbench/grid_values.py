@@ -1,6 +1,7 @@
 """The values a grid file holds: checked scalar types (float32, counts, seeds, batch sizes,
-devices), value ranges (``{logspace = [a, b], num = n}``, ``linspace``, ``range``) and axes (one
-value, a list, or a range), each value kept with its location. No torch."""
+devices), value ranges (``{logspace = [a, b], num = n}``, ``linspace``, ``range``), distributions
+(``{loguniform = [a, b]}``, ...) and axes (one value, a list, a range or a distribution), each
+value kept with its location. No torch."""
 
 from __future__ import annotations
 
@@ -24,9 +25,6 @@ from sgdbench.limits import FLOAT32_MAX, MAX_NAME_LENGTH, MAX_RUNS, MAX_SEED, MA
 from sgdbench.schema_errors import describe, keyed
 
 STRICT = ConfigDict(extra="forbid", strict=True)
-# [grid] values drawn by [search] (sgdbench.search parses them and draws the trials; the plan
-# validates the drawn values as it validates a list).
-DISTRIBUTIONS = ("loguniform", "uniform", "choice", "randint", "lograndint")
 
 
 def is_distribution(value: Any) -> bool:
@@ -193,6 +191,66 @@ def _rounded(values: list[float], digits: int | None) -> list[float]:
 
 
 # ---------------------------------------------------------------------------------------------
+# distributions: a [grid] value drawn by [search] (sgdbench.search checks them and draws the
+# trials; the plan validates the drawn values as it validates a list). Declared for the schema.
+
+
+class _Bounds(BaseModel):
+    model_config = STRICT
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Any:
+        ((kind, (low, high)),) = self.model_dump().items()
+        if not low < high:
+            raise ValueError(f"{kind} needs low < high, got {[low, high]!r}")
+        return self
+
+
+class LogUniform(_Bounds):
+    """A distribution: ``{loguniform = [a, b]}``, uniform in log scale between a > 0 and b."""
+
+    loguniform: Annotated[list[Positive], Field(min_length=2, max_length=2)]
+
+
+class Uniform(_Bounds):
+    """A distribution: ``{uniform = [a, b]}``, uniform between a and b."""
+
+    uniform: Annotated[list[Float32], Field(min_length=2, max_length=2)]
+
+
+class RandInt(_Bounds):
+    """A distribution: ``{randint = [a, b]}``, each integer a to b (both included) equally
+    likely."""
+
+    randint: Annotated[list[int], Field(min_length=2, max_length=2)]
+
+
+class LogRandInt(_Bounds):
+    """A distribution: ``{lograndint = [a, b]}``, integers a >= 1 to b (both included),
+    log-uniform: 8 to 15 as likely as 64 to 127."""
+
+    lograndint: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=2, max_length=2)]
+
+
+class Choice(BaseModel):
+    """A distribution: ``{choice = [v1, v2, ...]}``, one of the values, each equally likely."""
+
+    model_config = STRICT
+    choice: Annotated[list[Any], Field(min_length=1)]
+
+
+DISTRIBUTION_TABLES: dict[str, type[BaseModel]] = {
+    "loguniform": LogUniform,
+    "uniform": Uniform,
+    "choice": Choice,
+    "randint": RandInt,
+    "lograndint": LogRandInt,
+}
+DISTRIBUTIONS = tuple(DISTRIBUTION_TABLES)
+DistributionTable = LogUniform | Uniform | Choice | RandInt | LogRandInt
+
+
+# ---------------------------------------------------------------------------------------------
 # axes: a value, a list of values (an axis), or a range
 
 
@@ -256,13 +314,14 @@ def value_checker(tp: Any) -> Callable[[Any], Any]:
 
 
 def Axis(tp: Any, description: str) -> Any:
-    """A grid key that takes one value of ``tp``, a list of them (an axis) or a range."""
+    """A grid key that takes one value of ``tp``, a list of them (an axis), a range or a
+    distribution."""
     check = value_checker(tp)
     return Annotated[
         Located,
         PlainValidator(
             lambda raw: None if raw is None else axis_values(raw, check),
-            json_schema_input_type=tp | list[tp] | Range,
+            json_schema_input_type=tp | list[tp] | Range | DistributionTable,
         ),
         Field(description=description),
     ]

@@ -11,9 +11,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    model_validator,
+)
 
 from sgdbench.grid_values import (
+    DISTRIBUTION_TABLES,
     RANGES,
     STRICT,
     Axis,
@@ -32,7 +41,16 @@ from sgdbench.grid_values import (
 from sgdbench.limits import MAX_REPEAT, MAX_SECONDS, MAX_THREADS
 from sgdbench.schema_errors import SchemaError, first_error, keyed
 
-__all__ = ["FIXED_AXES", "IMPLS", "GridAxes", "GridFile", "Preset", "SchemaError", "Train"]
+__all__ = [
+    "FIXED_AXES",
+    "IMPLS",
+    "GridAxes",
+    "GridFile",
+    "Preset",
+    "SchemaError",
+    "SearchTable",
+    "Train",
+]
 
 FIXED_AXES = ("optimizer", "lr", "batch_size", "device", "seed", "schedule")
 IMPLS = ("auto", "fused", "foreach", "forloop")  # optimizers.IMPLS (a test keeps them equal)
@@ -141,6 +159,49 @@ class Preset(BaseModel):
     type: str = Field(description='a torch.optim class name such as "SGD"')
 
 
+# Every trial is at least one run, so more trials than spec.MAX_RUNS could never run; refusing
+# them keeps a typo (trials = 1e9) from drawing the points first.
+MAX_TRIALS = 100_000
+SAMPLERS = ("random", "sobol", "halton")
+METHODS = (*SAMPLERS, "halving")
+INTEGER_KINDS = ("randint", "lograndint")  # integers, both ends included
+
+Sampler = Literal["random", "sobol", "halton"]
+
+
+class SearchTable(BaseModel):
+    """``[search]``: how the configurations are chosen, beyond the cartesian product."""
+
+    model_config = STRICT
+    method: Literal["random", "sobol", "halton", "halving"] = Field(
+        description='how configurations are chosen: "random", "sobol", "halton" or "halving"'
+    )
+    trials: Annotated[int, Field(ge=1, le=MAX_TRIALS)] | None = Field(
+        None, description="number of sampled configurations (needs a distribution in [grid])"
+    )
+    seed: Annotated[int, Field(ge=0)] = Field(
+        0, description="seed of the sampler: the same seed gives the same trials"
+    )
+    sampler: Sampler = Field(
+        "random",
+        description='halving: how its distributions are drawn, "random", "sobol" or "halton"',
+    )
+    eta: Annotated[int, Field(ge=2)] = Field(
+        3, description="halving: keep the best 1/eta of the configurations at each rung"
+    )
+    min_steps: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="halving: the first rung's budget in steps (or min_epochs)"
+    )
+    min_epochs: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="halving: the first rung's budget in epochs (or min_steps)"
+    )
+
+
+SEARCH_KEYS: dict[str, str] = {
+    name: field.description or "" for name, field in SearchTable.model_fields.items()
+}
+
+
 class GridFile(BaseModel):
     """A grid file (TOML)."""
 
@@ -151,11 +212,9 @@ class GridFile(BaseModel):
     train: Train = Field(description="budget, evaluation and stopping rules")
     grid: GridAxes = Field(description="the axes")
     # Checked, and its trials drawn, by sgdbench.search (numpy): the plan, not the schema.
-    search: Any = Field(
+    search: Annotated[Any, PlainValidator(lambda v: v, json_schema_input_type=SearchTable)] = Field(
         None,
-        description='random/Sobol/Halton search or successive halving: {method = "random", '
-        "trials = N, seed = S} (sgdbench.search)",
-        json_schema_extra={"type": "object"},
+        description="random/Sobol/Halton search or successive halving (sgdbench.search)",
     )
     optimizers: dict[str, Preset] = Field(default_factory=dict, description="presets")
     exclude: list[dict[str, Any]] = Field(default_factory=list, description="drop combinations")
@@ -212,16 +271,15 @@ def key_rows() -> list[tuple[str, str, str]]:
     for kind, range_model in RANGES.items():
         doc = " ".join((range_model.__doc__ or "").split()).removeprefix("A range: ")
         rows.append((f"grid.KEY = {{{kind} = ...}}", "–", doc.replace("``", "`")))
-    rows.append(
-        (
-            "grid.KEY = {loguniform = ...}",
-            "–",
-            "a distribution ({loguniform = [a, b]}, {uniform = [a, b]}, {choice = [...]}, "
-            "integers a to b included: {randint = [a, b]}, {lograndint = [a, b]}): "
-            "drawn by [search]",
+    for kind, table in DISTRIBUTION_TABLES.items():
+        doc = " ".join((table.__doc__ or "").split()).removeprefix("A distribution: ")
+        rows.append(
+            (f"grid.KEY = {{{kind} = ...}}", "–", f"drawn by [search]: {doc}".replace("``", "`"))
         )
-    )
-    rows.append(("search", "–", GridFile.model_fields["search"].description or ""))
+    rows += [
+        (f"search.{name}", _default(field), field.description or "")
+        for name, field in SearchTable.model_fields.items()
+    ]
     return rows
 
 

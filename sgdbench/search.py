@@ -31,23 +31,9 @@ import numpy as np
 
 from sgdbench.errors import KeyedError, did_you_mean
 from sgdbench.grid_values import is_distribution
+from sgdbench.schema import INTEGER_KINDS, MAX_TRIALS, METHODS, SAMPLERS, SEARCH_KEYS
 
-# Every trial is at least one run, so more trials than spec.MAX_RUNS could never run; refusing
-# here keeps a typo (trials = 1e9) from drawing the points first.
-MAX_TRIALS = 100_000
-SAMPLERS = ("random", "sobol", "halton")
-METHODS = (*SAMPLERS, "halving")
-SEARCH_KEYS: dict[str, str] = {
-    "method": 'how configurations are chosen: "random" | "sobol" | "halton" | "halving"',
-    "trials": "number of sampled configurations (needs a distribution in [grid])",
-    "seed": "seed of the sampler (default 0): the same seed gives the same trials",
-    "sampler": 'halving: how its distributions are drawn, "random" | "sobol" | "halton"',
-    "eta": "halving: keep the best 1/eta of the configurations at each rung (default 3)",
-    "min_steps": "halving: the first rung's budget in steps (or min_epochs)",
-    "min_epochs": "halving: the first rung's budget in epochs (or min_steps)",
-}
 SIGNIFICANT_DIGITS = 6
-INTEGER_KINDS = ("randint", "lograndint")  # integers, both ends included
 
 
 @dataclass(frozen=True)

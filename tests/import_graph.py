@@ -8,6 +8,8 @@ from the package; n: imports modules of layers below n only), or the cycles when
 from __future__ import annotations
 
 import ast
+import copy
+import functools
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,8 +51,16 @@ def _walk(node: ast.AST, in_function: bool = False):
 
 
 def graph() -> dict[str, Module]:
-    """Every module of the package and what it imports."""
+    """Every module of the package and what it imports (a copy: the caller may edit it)."""
     paths = sorted(PACKAGE.rglob("*.py"))
+    return copy.deepcopy(_graph(tuple((p, p.stat().st_mtime_ns) for p in paths)))
+
+
+@functools.cache
+def _graph(files: tuple[tuple[Path, int], ...]) -> dict[str, Module]:
+    """The graph of these files (each with its modification time: an edit reads it again);
+    parsed once per test session rather than once per test."""
+    paths = [path for path, _ in files]
     names = {module_name(p) for p in paths}
     modules: dict[str, Module] = {}
     for path in paths:

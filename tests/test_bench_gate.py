@@ -103,6 +103,7 @@ def test_gate_rejects_a_bad_slowdown(
     assert err == f"bench-gate: {slowdown.ENV}: must be a number >= 1, got {value!r}\n"
 
 
+@pytest.mark.slow  # trains the gate's mlp4k workload twice
 def test_slowdown_adds_half_a_step_per_step_and_keeps_the_losses(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 
 import pandas as pd
+import pytest
 import torch
 
 from sgdbench.engine import eager
@@ -34,6 +35,7 @@ def digests(tmp_path, text: str, out: str) -> pd.Series:
     return pd.read_parquet(tmp_path / out / "runs.parquet").set_index("run_id")["loss_digest"]
 
 
+@pytest.mark.slow  # a grid end to end, twice
 def test_same_grid_twice_is_bitwise_identical(tmp_path):
     first = digests(tmp_path, GRID, "a")
     second = digests(tmp_path, GRID, "b")
@@ -42,6 +44,7 @@ def test_same_grid_twice_is_bitwise_identical(tmp_path):
     assert first.nunique() == 4
 
 
+@pytest.mark.slow  # two grids end to end
 def test_a_run_alone_equals_the_same_run_inside_a_bigger_grid(tmp_path):
     alone = digests(
         tmp_path,

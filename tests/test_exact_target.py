@@ -154,6 +154,7 @@ def configurations(doc: str) -> dict[float, dict]:
     return {row["lr"]: row for row in json.loads(doc)["configurations"]}
 
 
+@pytest.mark.slow  # a grid end to end, then its report
 @pytest.mark.parametrize("engine", ["eager", "stacked"])
 def test_report_target_loss_agrees_with_a_run_at_that_target(tmp_path, engine):
     lrs = [0.01, 0.05, 0.1]

@@ -193,6 +193,7 @@ def test_dask_missing_is_a_one_line_error(
     )
 
 
+@pytest.mark.slow  # imports dask.distributed and waits for a connection
 def test_unreachable_scheduler_is_a_one_line_error(
     write_grid: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -55,6 +55,7 @@ def test_small_batches_need_about_the_same_steps_but_far_fewer_samples(tmp_path)
     assert samples[1] * 5 < samples[10] and samples[10] * 5 < samples[full]
 
 
+@pytest.mark.slow  # a shipped experiment's lesson, trained
 def test_learning_rate_verdicts_say_crawl_converge_bounce_diverge(tmp_path):
     runs = run_experiment("learning_rate_too_low_high", tmp_path).set_index("lr")
     assert runs["verdict"].to_dict() == {
@@ -88,6 +89,7 @@ def test_learning_rate_verdicts_say_crawl_converge_bounce_diverge(tmp_path):
     assert rows[0.5]["verdict"] == "converged"  # lr 0.5 lands exactly on the minimum
 
 
+@pytest.mark.slow  # trains digits to 95% accuracy
 def test_digits_linear_classifier_reaches_95_percent(tmp_path):
     runs = run_experiment("digits_3_vs_7", tmp_path)
     linear = runs[runs["problem.model"] == "linear"]

@@ -111,6 +111,7 @@ def test_halving_prunes_in_the_stack_and_continues_the_survivors(
     assert [t.status for t in again] == [t.status for t in trajs]
 
 
+@pytest.mark.slow  # a sweep end to end: run, report, plot, rerun
 def test_halving_run_records_rungs_and_report_shows_them(
     write_grid: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -248,8 +249,8 @@ def test_eager_halving_resumes_from_the_last_rung_reached(
 
 @pytest.mark.parametrize(
     "executor",
-    [
-        ["--jobs", "2"],
+    [  # worker processes
+        pytest.param(["--jobs", "2"], marks=pytest.mark.slow, id="jobs"),
         pytest.param(["--executor", "dask", "--jobs", "2"], marks=pytest.mark.slow, id="dask"),
     ],
 )
@@ -384,7 +385,9 @@ def test_a_halving_units_rows_are_committed_together(write_grid: Callable[..., P
     assert store.commits[-1] == [s.run_id for s in unit]
 
 
-@pytest.mark.parametrize(("rungs_done", "optimizer"), [(1, "sgd"), (2, "adam")])
+@pytest.mark.parametrize(
+    ("rungs_done", "optimizer"), [pytest.param(1, "sgd", marks=pytest.mark.slow), (2, "adam")]
+)
 def test_kill_9_during_stacked_halving_resumes_from_the_last_rung(
     write_grid: Callable[..., Path], tmp_path: Path, rungs_done: int, optimizer: str
 ) -> None:
@@ -426,6 +429,58 @@ def test_kill_9_during_stacked_halving_resumes_from_the_last_rung(
         pd.testing.assert_frame_equal(
             again, pd.read_parquet(tmp_path / "ref" / "evals" / f"{run_id}.parquet", columns=cols)
         )
-    # Every member came from the checkpoint of that rung (10 or 30 steps), not from step 0.
-    assert set(runs["resumed_from_step"]) == {[10, 30][rungs_done - 1]}
+    # Every member came from the checkpoint of that rung (10 or 30 steps), not from step 0; the
+    # members that had ended by then (pruned at an earlier rung, diverged) from the step they
+    # stopped at, as on the eager engine (a pruned run resumes at its last rung).
+    rung = [10, 30][rungs_done - 1]
+    assert rungs_done == 1 or (runs["steps"] == 10).any()  # some pruned at the first rung
+    expected_from = runs["steps"].clip(upper=rung)
+    assert runs["resumed_from_step"].to_dict() == expected_from.to_dict()
     assert not list((out / "checkpoints").glob("*.pt"))  # removed once the rows are committed
+
+
+@pytest.mark.slow  # a forked CLI and its workers, killed with SIGKILL
+def test_kill_9_during_stacked_halving_under_jobs_2_resumes_to_the_reference(
+    write_grid: Callable[..., Path], tmp_path: Path
+) -> None:
+    # Two optimizers: two stacked halving groups, two units, so --jobs 2 trains them in two
+    # worker processes (one unit alone would run in the driver).
+    grid = write_grid(
+        GRID.replace("batch_size = 8", 'batch_size = 8\n    optimizer = ["sgd", "adam"]')
+    )
+    assert len(plan(load_grid(grid).runs)) == 2
+    assert cli("run", grid, "--out", tmp_path / "ref", "-q").exit_code == 0
+    expected = pd.read_parquet(tmp_path / "ref" / "runs.parquet").set_index("run_id")
+    killer = tmp_path / "killer"
+
+    def kill_after_second_rung() -> None:  # in the forked driver; its workers fork from it
+        from sgdbench.engine import stacked_checkpoint
+
+        save, count, driver = stacked_checkpoint.save, [0], os.getpid()
+
+        def save_then_die(group: object) -> None:
+            save(group)  # type: ignore[arg-type]
+            count[0] += 1
+            if count[0] == 2:  # a group's second rung, in the worker training it
+                killer.write_text("worker" if os.getpid() != driver else "driver")
+                os.kill(driver, signal.SIGKILL)  # the driver; its other worker dies with it
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        stacked_checkpoint.save = save_then_die  # type: ignore[assignment]
+
+    out = tmp_path / "out"
+    code, _ = cli_forked(
+        "run", grid, "--out", out, "-q", "--jobs", "2", cwd=tmp_path, before=kill_after_second_rung
+    )
+    assert code == -signal.SIGKILL
+    assert killer.read_text() == "worker"
+    assert not (out / "runs.parquet").exists()  # killed inside both units
+    assert list((out / "checkpoints").glob("*.group.pt"))
+
+    ran = cli("run", grid, "--out", out, "-q", "--jobs", "2")
+    assert ran.exit_code == 0, ran
+    runs = pd.read_parquet(out / "runs.parquet").set_index("run_id")
+    for col in ("loss_digest", "status", "steps", "rung", "message"):
+        assert runs[col].to_dict() == expected[col].to_dict(), col
+    assert (runs["resumed_from_step"] == 30).any()  # the killed group went on from its rung
+    assert not list((out / "checkpoints").glob("*.pt"))

@@ -123,6 +123,7 @@ def test_numeric_columns_sort_by_number(page: Path, seeds: Path) -> None:
             assert shown, (column, number)
 
 
+@pytest.mark.slow  # a second HTML page with every plot
 def test_html_default_path_and_bad_folder(seeds: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(seeds, copy)
@@ -141,6 +142,7 @@ def test_out_writes_other_formats_to_a_file(seeds: Path, tmp_path: Path) -> None
     assert out.read_text() == cli("report", seeds, "--format", "markdown").stdout
 
 
+@pytest.mark.slow  # a grid end to end and its HTML page
 def test_lr_plot_that_cannot_be_drawn_says_why(tmp_path: Path) -> None:
     grid = tmp_path / "g.toml"
     grid.write_text(

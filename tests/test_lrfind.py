@@ -81,6 +81,7 @@ def test_range_test_on_x_squared_blows_up_at_the_stability_limit(
     assert len(test.losses) < 100  # stopped early, not at the end lr
 
 
+@pytest.mark.slow  # trains the suggested lrs
 def test_range_test_suggestion_converges_when_run_as_a_grid(
     write_grid: Callable[..., Path], tmp_path: Path
 ) -> None:

@@ -57,6 +57,7 @@ def test_each_kind_draws_a_png(seeds: Path, tmp_path: Path, args: tuple[str, ...
     assert_real_png(out)
 
 
+@pytest.mark.slow  # renders SVG and PDF
 def test_default_path_and_vector_formats(quad: Path, tmp_path: Path) -> None:
     r = cli("plot", quad, "--kind", "lr")
     assert r.exit_code == 0, r

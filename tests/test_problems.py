@@ -70,6 +70,7 @@ def test_file_problem_reads_csv_and_parquet(tmp_path, suffix):
     assert reg.y.tolist() == [0.0, 1.0, 2.0, 3.0] and reg.task == "regression"
 
 
+@pytest.mark.slow  # end to end: run, report
 def test_file_problem_end_to_end_with_mlp_and_validation(tmp_path):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 4))

@@ -206,6 +206,7 @@ def test_a_grid_of_another_problem_with_the_same_name_is_refused(project):
     assert len(list((out / "grids").glob("*.toml"))) == 2
 
 
+@pytest.mark.slow  # three grids end to end
 def test_an_edited_grid_leaves_its_stale_runs_out_and_all_brings_them_back(project):
     (project / "grid.toml").write_text(grid_text(steps=30))
     assert cli("run", "grid.toml", "--out", "out", "-q", cwd=project).exit_code == 0

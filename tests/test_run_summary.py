@@ -36,10 +36,16 @@ def test_cuda_without_a_gpu_skips_and_says_why_once(tmp_path):
 
 
 def test_help_shows_flags_without_a_value_type() -> None:
-    """typer's rich help printed on/off options as ``--force <bool>``, as if they took a value."""
-    for command in ("run", "report", "plot", "compare"):
-        result = cli(command, "--help")
-        assert result.exit_code == 0
-        assert "<bool>" not in "".join(
-            line for line in result.stdout.splitlines() if "--help" not in line
-        ), command
+    """typer's rich help printed on/off options as ``--force <bool>``, as if they took a value;
+    its own ``--help`` option too, on the top-level help and on every command's."""
+    import typer
+
+    from sgdbench.cli import app
+
+    commands = list(typer.main.get_group(app).commands)
+    assert len(commands) >= 7, commands
+    for args in [[], *([c] for c in commands)]:
+        result = cli(*args, "--help")
+        assert result.exit_code == 0, (args, result)
+        assert "--help" in result.stdout, args
+        assert "<bool>" not in result.stdout, (args, result.stdout)

@@ -10,6 +10,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from sgdbench import grid_values, optimizers, schema
 from sgdbench.errors import GridError
@@ -148,3 +149,106 @@ def test_logspace_values_are_evenly_spaced_in_log_scale() -> None:
     values = grid_values.LogSpace(logspace=[1e-3, 1e3], num=7).values()
     ratios = [b / a for a, b in itertools.pairwise(values)]
     assert all(math.isclose(r, 10.0) for r in ratios)
+
+
+def test_json_schema_describes_search_and_the_distribution_tables() -> None:
+    from sgdbench import search
+
+    doc = json.loads(cli("schema").stdout)
+    defs = doc["$defs"]
+    # every fixed axis may be a distribution, each its own table with its one key
+    axes = doc["$defs"]["GridAxes"]["properties"]
+    for key in schema.FIXED_AXES:
+        refs = {item.get("$ref", "").rpartition("/")[2] for item in axes[key]["anyOf"]}
+        tables = {defs[name]["required"][0]: defs[name] for name in refs if name}
+        assert set(grid_values.DISTRIBUTIONS) <= set(tables), key
+    for kind in grid_values.DISTRIBUTIONS:
+        assert tables[kind]["additionalProperties"] is False
+        assert tables[kind]["description"].startswith(f"A distribution: ``{{{kind} = ")
+    assert tables["loguniform"]["properties"]["loguniform"]["items"]["exclusiveMinimum"] == 0
+    assert tables["lograndint"]["properties"]["lograndint"]["items"]["minimum"] == 1
+    assert tables["randint"]["properties"]["randint"]["items"]["type"] == "integer"
+    # [search]: the keys sgdbench.search accepts, with its methods, samplers and limits
+    table = defs[doc["properties"]["search"]["$ref"].rpartition("/")[2]]
+    assert table["additionalProperties"] is False
+    assert list(table["properties"]) == list(search.SEARCH_KEYS)
+    assert table["required"] == ["method"]
+    assert table["properties"]["method"]["enum"] == list(search.METHODS)
+    assert table["properties"]["sampler"]["enum"] == list(search.SAMPLERS)
+    trials = table["properties"]["trials"]["anyOf"][0]
+    assert (trials["minimum"], trials["maximum"]) == (1, search.MAX_TRIALS)
+    # and the key table lists them
+    keys = [row[0] for row in schema.key_rows()]
+    assert [f"search.{key}" for key in search.SEARCH_KEYS] == keys[-len(search.SEARCH_KEYS) :]
+    for kind in grid_values.DISTRIBUTIONS:
+        assert f"grid.KEY = {{{kind} = ...}}" in keys
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"loguniform": [1e-4, 1.0]},
+        {"loguniform": [0, 1]},
+        {"loguniform": [1.0, 0.1]},
+        {"loguniform": [1e-4]},
+        {"uniform": [-1, 0.5]},
+        {"uniform": [1, 0.1]},
+        {"uniform": ["a", 1]},
+        {"uniform": [0, 1, 2]},
+        {"randint": [8, 64]},
+        {"randint": [8, 64.0]},
+        {"randint": [64, 8]},
+        {"randint": [1, True]},
+        {"lograndint": [1, 8]},
+        {"lograndint": [0, 8]},
+        {"choice": ["sgd", "adam"]},
+        {"choice": []},
+        {"choice": "sgd"},
+    ],
+)
+def test_the_schema_distribution_tables_accept_what_search_accepts(value: dict) -> None:
+    from sgdbench import search
+    from sgdbench.errors import KeyedError
+
+    try:
+        search.parse_distribution("x", value)
+        accepted = True
+    except KeyedError:
+        accepted = False
+    table = grid_values.DISTRIBUTION_TABLES[next(iter(value))]
+    try:
+        table.model_validate(value)
+        assert accepted, f"the schema accepts {value}, the search refuses it"
+    except ValidationError:
+        assert not accepted, f"the schema refuses {value}, the search accepts it"
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        {"method": "random", "trials": 4},
+        {"method": "sobol", "trials": 8, "seed": 3},
+        {"method": "halving", "min_steps": 2, "eta": 2, "sampler": "halton", "trials": 3},
+        {"method": "halving", "min_epochs": 1},
+        {"method": "grid_search", "trials": 2},
+        {"method": "random", "trials": 0},
+        {"method": "random", "trails": 2},
+        {"method": "halving", "min_steps": 2, "eta": 1},
+        {"method": "halving", "min_steps": 2, "sampler": "grid", "trials": 2},
+    ],
+)
+def test_the_schema_search_table_accepts_what_search_accepts(table: dict) -> None:
+    from sgdbench import search
+    from sgdbench.errors import KeyedError
+
+    grid = {"lr": {"loguniform": [1e-3, 1.0]}} if "trials" in table else {"lr": 0.1}
+    try:
+        search.plan(table, grid)
+        accepted = True
+    except KeyedError:
+        accepted = False
+    try:
+        schema.SearchTable.model_validate(table)
+        assert accepted, f"the schema accepts {table}, the search refuses it"
+    except ValidationError:
+        assert not accepted, f"the schema refuses {table}, the search accepts it"

@@ -112,6 +112,7 @@ def test_rows_to_table_keeps_every_value_exactly() -> None:
         rows_to_table([{"run_id": "r3", "message": object()}])
 
 
+@pytest.mark.slow  # a fresh interpreter that imports torch and trains
 def test_run_does_not_import_pandas(tmp_path: Path) -> None:
     """A stacked sweep (training, writing 6 runs, the closing summary) never imports pandas."""
     grid = tmp_path / "grid.toml"

@@ -119,7 +119,7 @@ def test_list_optimizers_does_not_import_torch(tmp_path: Path) -> None:
     assert "torch" not in modules
 
 
-@pytest.mark.parametrize("engine", ["eager", None])
+@pytest.mark.parametrize("engine", [pytest.param("eager", marks=pytest.mark.slow), None])
 def test_dry_run_of_built_in_problems_does_not_import_torch(tmp_path: Path, engine) -> None:
     grid = tmp_path / "grid.toml"
     grid.write_text(
@@ -134,6 +134,7 @@ def test_dry_run_of_built_in_problems_does_not_import_torch(tmp_path: Path, engi
     assert "torch" not in modules
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_a_bad_optimizer_value_found_without_torch_reads_as_torch_says(tmp_path: Path) -> None:
     grid = tmp_path / "grid.toml"
     grid.write_text(GRID.replace('["sgd", "adam"]', '"sgd"') + "momentum = [0.9, -0.5]\n")

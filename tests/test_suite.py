@@ -196,6 +196,7 @@ def test_stacked_engine_groups_each_problem_apart(ran: Path, suite: Path, tmp_pa
     assert not groups["linear"] & groups["quad"]  # no group mixes the two problems
 
 
+@pytest.mark.slow  # a second suite end to end
 def test_compare_of_two_suite_folders_compares_each_problem(ran: Path, tmp_path: Path) -> None:
     result = cli("compare", ran, ran)
     assert result.exit_code == 0, result
@@ -300,6 +301,7 @@ def test_a_non_suite_folder_is_refused_untouched(suite: Path, tmp_path: Path) ->
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
+@pytest.mark.slow  # a suite's HTML page with every plot
 def test_html_report_of_a_suite_folder(ran: Path) -> None:
     """``report SUITE_DIR --format html``: one self-contained page with every section of the text
     report as a sortable table, both suite plots inline, and the suite file as run."""

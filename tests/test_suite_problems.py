@@ -178,12 +178,13 @@ def test_grammar_transformer_shapes_and_heads_must_divide_width(write_grid):
     ("problem", "grid", "steps", "start_above", "end_below"),
     [
         ('name = "digits_cnn"', "optimizer = 'adam'\nlr = 0.01\nbatch_size = 32", 150, 2.0, 0.5),
-        (
+        pytest.param(
             'name = "grammar_transformer"',
             "optimizer = 'adam'\nlr = 0.003\nbatch_size = 64",
             200,
             1.9,
             1.5,
+            marks=pytest.mark.slow,  # 200 steps of a transformer
         ),
         (
             'name = "two_d_rosenbrock"',
@@ -220,8 +221,8 @@ def test_every_new_problem_is_registered_and_builds_from_its_defaults():
 @pytest.mark.parametrize(
     "problem",
     [
-        'name = "digits_cnn"\nchannels = 4',
-        'name = "grammar_transformer"\nn_samples = 200',
+        pytest.param('name = "digits_cnn"\nchannels = 4', marks=pytest.mark.slow),  # a CNN
+        pytest.param('name = "grammar_transformer"\nn_samples = 200', marks=pytest.mark.slow),
         'name = "two_d_rosenbrock"\nn_samples = 256',
         'name = "noisy_quadratic"\ndim = 10\nn_samples = 100',
     ],

@@ -73,7 +73,11 @@ def _readme_snippets() -> list[str]:
     return re.findall(r"```python\n(.*?)```", section, flags=re.S)
 
 
-@pytest.mark.parametrize("index", range(4), ids=["sgdbench", "pandas", "polars", "duckdb"])
+@pytest.mark.parametrize(
+    "index",
+    [0, 1, pytest.param(2, marks=pytest.mark.slow), pytest.param(3, marks=pytest.mark.slow)],
+    ids=["sgdbench", "pandas", "polars", "duckdb"],  # polars and duckdb: heavy imports
+)
 def test_readme_snippets_read_the_same_rows(seeds: Path, index: int) -> None:
     snippets = _readme_snippets()
     assert len(snippets) == 4

@@ -7,15 +7,10 @@ import os
 import sys
 import traceback
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
-
-if TYPE_CHECKING:
-    pass
-
-if TYPE_CHECKING:
-    pass
+from typer.core import TyperCommand, TyperGroup
 
 
 def Flag(*names: str, **kwargs: Any) -> Any:
@@ -23,8 +18,28 @@ def Flag(*names: str, **kwargs: Any) -> Any:
     return typer.Option(*names, metavar="", **kwargs)
 
 
+class _PlainHelpOption:
+    """typer's rich help prints its own ``--help`` option as ``--help <bool>``: the same empty
+    metavar as :func:`Flag` makes it plain."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+class Command(_PlainHelpOption, TyperCommand):
+    """Every ``sgdbench`` command: ``@app.command(cls=Command)``."""
+
+
+class _Group(_PlainHelpOption, TyperGroup):
+    pass
+
+
 app = typer.Typer(
     name="sgdbench",
+    cls=_Group,
     help="Experiment runner and benchmark for stochastic gradient descent in PyTorch.\n\n"
     "Example:\n\n    sgdbench run experiments/quickstart.toml\n\n"
     "    sgdbench report results/quickstart",

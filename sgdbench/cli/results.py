@@ -12,6 +12,7 @@ import typer
 from sgdbench.cli.base import (
     EXIT_FAILED,
     EXIT_OK,
+    Command,
     CompareFormat,
     Flag,
     PlotKind,
@@ -24,7 +25,7 @@ from sgdbench.cli.base import (
 from sgdbench.errors import SgdbenchError, UsageError
 
 
-@app.command()
+@app.command(cls=Command)
 def report(
     results: Annotated[Path, typer.Argument(help="results folder")] = Path("results"),
     by: Annotated[
@@ -168,7 +169,7 @@ def _suite_report(
     )
 
 
-@app.command()
+@app.command(cls=Command)
 def plot(
     results: Annotated[Path, typer.Argument(help="results folder")] = Path("results"),
     kind: Annotated[
@@ -239,7 +240,7 @@ def plot(
     print(f"sgdbench: wrote {path}", file=sys.stderr)
 
 
-@app.command()
+@app.command(cls=Command)
 def compare(
     base: Annotated[Path, typer.Argument(help="baseline results folder")],
     new: Annotated[Path, typer.Argument(help="new results folder")],

@@ -12,6 +12,7 @@ import typer
 from sgdbench.cli.base import (
     EXIT_INTERRUPTED,
     EXIT_OK,
+    Command,
     Engine,
     Executor,
     Flag,
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from sgdbench.runner import GridOutcome
 
 
-@app.command()
+@app.command(cls=Command)
 def run(
     grid: Annotated[Path, typer.Argument(help="grid file (TOML)")],
     out: Annotated[

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from sgdbench.cli.base import (
+    Command,
     Flag,
     ListWhat,
     _fail,
@@ -23,7 +24,7 @@ class LrFindFormat(StrEnum):
     json = "json"
 
 
-@app.command("lr-find")
+@app.command("lr-find", cls=Command)
 def lr_find(
     grid: Annotated[
         Path, typer.Argument(help="grid file (TOML); its first configuration is tested")
@@ -80,7 +81,7 @@ def lr_find(
     sys.stdout.write(text)
 
 
-@app.command("list")
+@app.command("list", cls=Command)
 def list_(what: Annotated[ListWhat, typer.Argument(help="problems | optimizers | keys")]) -> None:
     """List built-in problems or available optimizers with their parameters, or the keys of a
     grid file."""
@@ -122,7 +123,7 @@ def list_(what: Annotated[ListWhat, typer.Argument(help="problems | optimizers |
         print(f"preset {name}: {preset['type']}({body})")
 
 
-@app.command("schema")
+@app.command("schema", cls=Command)
 def schema_() -> None:
     """Print the JSON Schema of a grid file, for editor completion and checks.
 

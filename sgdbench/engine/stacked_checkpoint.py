@@ -11,7 +11,9 @@ the step (``StackedBatches``), and the learning rate a function of the step.
 A rerun of the same grid builds the group as usual, loads the saved states, lets the members
 that had ended leave the stack exactly as pruning makes them leave (``_Group._finish``), puts
 the saved rows into the compacted model and optimizer and continues from the step: the losses
-are those of an uninterrupted sweep, bit for bit. Every member records ``resumed_from_step``.
+are those of an uninterrupted sweep, bit for bit. Every member records ``resumed_from_step``:
+the group's step, or for a member that had ended (pruned at an earlier rung, diverged) the step it
+stopped at, as a pruned member of an eager halving group records its last rung.
 The runner removes the file once the group's rows are committed (``checkpoint.remove``).
 """
 
@@ -105,6 +107,8 @@ def restore(group: _Group, saved: dict[str, Any]) -> None:
     for traj in group.trajs:
         traj.info["resumed_from_step"] = group.step
         traj.started_at = saved["started_at"]
+    for key, st in saved["ended"].items():  # as on the eager engine: where each one stopped
+        group.trajs[int(key)].info["resumed_from_step"] = int(st["step"])
 
 
 def _packed(state: RunState) -> dict[str, Any]:
