@@ -87,7 +87,8 @@ def in_probe_times(runs: pd.DataFrame, clock: str) -> pd.Series:
     loaded machine) would otherwise rescale every window paired with it."""
     out = []
     for t, p, r in zip(runs[clock], runs["window_probe_s"], runs["window_repeat"], strict=True):
-        t, p = np.asarray(t, dtype=np.float64), np.asarray(p, dtype=np.float64)
+        t = np.asarray(t, dtype=np.float64)
+        p = np.asarray(p if p is not None and len(p) == len(t) else [np.nan] * len(t), float)
         r = np.zeros(len(t)) if r is None else np.asarray(r)
         beside = np.full(len(t), np.nan)
         for k in np.unique(r):
