@@ -249,8 +249,12 @@ def test_eager_halving_resumes_from_the_last_rung_reached(
 @pytest.mark.parametrize(
     "executor",
     [
-        ["--jobs", "2"],
-        pytest.param(["--executor", "dask", "--jobs", "2"], marks=pytest.mark.slow, id="dask"),
+        ["--jobs", "2", "--always-parallel"],
+        pytest.param(
+            ["--executor", "dask", "--jobs", "2", "--always-parallel"],
+            marks=pytest.mark.slow,
+            id="dask",
+        ),
     ],
 )
 def test_eager_halving_on_executors_commits_every_run_and_report_json_shows_rungs(

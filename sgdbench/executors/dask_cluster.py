@@ -4,6 +4,10 @@ With ``--scheduler tcp://HOST:PORT`` the driver joins an existing cluster (worke
 machines need sgdbench, and any plug-in problem, importable); without it a ``LocalCluster``
 sized to this machine is started and closed again; its workers are forked from the driver
 (torch imported once) where ``--jobs`` would fork them (``base.start_method``), else spawned.
+A LocalCluster is started only when it pays off, by the rule of ``--jobs`` (``base.START_COST_S``:
+importing distributed and starting a forked cluster costs ~0.8 s, so the driver runs the units
+itself until the serial time left exceeds ~4.8 s on 2 workers); a grid too short for that runs
+entirely in the driver, and one line says so. A cluster given by address is always used.
 Tasks are keyed by run id, so a unit that is already on the cluster (submitted twice, or by a
 second driver) is computed once. Trajectories come back to the driver, which alone writes the
 results: no shared filesystem is needed.
@@ -17,6 +21,7 @@ finish normally. As with ``--jobs``, only the driver writes results.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import traceback
 from collections import deque
@@ -34,6 +39,7 @@ from sgdbench.executors.base import (
     available_cores,
     failed_unit,
     preload,
+    serial_until_parallel_pays,
     split_threads,
     start_method,
     unit_key,
@@ -42,15 +48,26 @@ from sgdbench.executors.base import (
 CONNECT_TIMEOUT_S = 10
 
 
+MISSING = "sgdbench: --executor dask needs dask[distributed]: pip install 'sgdbench[dask]'"
+
+
 def import_distributed() -> ModuleType:
     """``distributed``, or a one-line usage error saying how to install it."""
     try:
         import distributed
     except ImportError:
-        raise UsageError(
-            "sgdbench: --executor dask needs dask[distributed]: pip install 'sgdbench[dask]'"
-        ) from None
+        raise UsageError(MISSING) from None
     return distributed
+
+
+def check_distributed() -> None:
+    """The usage error of ``import_distributed`` without the import (half a second)."""
+    try:
+        found = importlib.util.find_spec("distributed") is not None
+    except ValueError:  # in sys.modules as None: an import would fail
+        found = False
+    if not found:
+        raise UsageError(MISSING)
 
 
 @contextlib.contextmanager
@@ -131,10 +148,19 @@ def run_dask(
     todo: deque[Unit] = deque(units)
     if not todo:
         return
-    distributed = import_distributed()
+    check_distributed()
     workers = options.jobs or available_cores()
     threads = split_threads(workers, available_cores(), options.threads_per_job)
-    with open_client(options, start_method(list(todo), threads, None)) as client:
+    method = start_method(list(todo), threads, None)
+    how = "dask-fork" if method == "fork" else "dask-spawn"
+    if not (
+        yield from serial_until_parallel_pays(
+            todo, should_stop, options, workers=workers, threads=threads, how=how, activity=activity
+        )
+    ):
+        return
+    distributed = import_distributed()
+    with open_client(options, method) as client:
         host_slots = slots_by_host(client)
         in_flight: dict[Any, Unit] = {}
         retry_alone: deque[Unit] = deque()
