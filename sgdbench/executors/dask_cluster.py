@@ -97,7 +97,7 @@ def open_client(options: ExecutorOptions, method: str = "spawn") -> Iterator[Any
             n_workers=options.jobs or available_cores(),
             threads_per_worker=1,
             processes=True,
-            dashboard_address=":0",  # no clash with a dashboard on :8787
+            dashboard_address=None,  # no dashboard: it imports bokeh (0.1-0.2 s) for nobody
             silence_logs=logging.ERROR,
             # Give up on a task at its worker's first death: run_dask retries it alone.
             scheduler_kwargs={"allowed_failures": 0},
