@@ -111,6 +111,10 @@ def executors_of(args: argparse.Namespace) -> Executors:
     }
     if not args.no_dask:
         executors[f"dask LocalCluster({args.jobs})"] = (dask, {})
+    if args.forced:  # workers started whatever the grid's length
+        executors[f"--jobs {args.jobs} --always-parallel"] = ([*jobs, "--always-parallel"], {})
+        if not args.no_dask:
+            executors["dask --always-parallel"] = ([*dask, "--always-parallel"], {})
     if args.baseline:
         base = {"PYTHONPATH": str(args.baseline.resolve())}
         executors[f"baseline --jobs {args.jobs}"] = (jobs, base)
@@ -151,6 +155,8 @@ def compare(folder: Path, grid: Path, executors: Executors, rounds: int, title: 
     jobs = next(n for n in executors if n.startswith("--jobs"))
     for dask in [n for n in executors if "dask" in n]:
         ref = f"baseline {jobs}" if dask.startswith("baseline") else jobs
+        if "always" in dask:
+            ref = f"{jobs} --always-parallel"
         print(f"{dask} wall / {ref} wall: {show(paired_ratio(walls[dask], walls[ref]))}")
     t = statistics.median(train)
     s = statistics.median(w - tr for w, tr in zip(walls[SERIAL], train, strict=True))
@@ -214,6 +220,9 @@ def main() -> None:
         "--section", action="append", choices=["grid", "tiny", "startup"], help="[all three]"
     )
     parser.add_argument("--no-dask", action="store_true", help="leave Dask out")
+    parser.add_argument(
+        "--forced", action="store_true", help="also --jobs and Dask with --always-parallel"
+    )
     parser.add_argument("--per-run", type=int, default=0, help="also: overhead per tiny run")
     parser.add_argument(
         "--baseline", type=Path, help="another checkout: its --jobs and dask in the same rounds"

@@ -139,11 +139,12 @@ def serial(
 # N workers save at most (1 - 1/N) of the serial time left. So the driver runs units itself,
 # timing them, and starts workers only once the serial time of the units left, estimated from
 # the last unit's time per step, would save more than MARGIN x that cost:
-#     t_last x (steps left / steps of the last unit) x (1 - 1/N) > MARGIN x START_COST_S.
+#     t_last x (steps left / steps of the last unit) x (1 - 1/N) > MARGIN x START_COST_S
+# (N: the workers that can run at once, at most the units left and cores // threads each).
 # The first unit of a process pays one-off costs (lazy imports, first kernels), so it decides
 # alone only when it took longer than MARGIN x the cost; else a second unit is timed first.
 START_COST_S = {"fork": 0.1, "forkserver": 2.0, "spawn": 2.5, "dask-fork": 0.8, "dask-spawn": 3.0}
-MARGIN = 3.0
+MARGIN = 2.0  # a saving of twice the cost: a net gain of at least the cost
 
 
 def unit_steps(unit: Unit) -> int:

@@ -6,7 +6,7 @@ sized to this machine is started and closed again; its workers are forked from t
 (torch imported once) where ``--jobs`` would fork them (``base.start_method``), else spawned.
 A LocalCluster is started only when it pays off, by the rule of ``--jobs`` (``base.START_COST_S``:
 importing distributed and starting a forked cluster costs ~0.8 s, so the driver runs the units
-itself until the serial time left exceeds ~4.8 s on 2 workers); a grid too short for that runs
+itself until the serial time left exceeds ~3.2 s on 2 workers); a grid too short for that runs
 entirely in the driver, and one line says so. A cluster given by address is always used.
 Tasks are keyed by run id, so a unit that is already on the cluster (submitted twice, or by a
 second driver) is computed once. Trajectories come back to the driver, which alone writes the
@@ -92,7 +92,16 @@ def open_client(options: ExecutorOptions, method: str = "spawn") -> Iterator[Any
     else:
         method = "spawn"  # Dask's own forkserver preloads Dask's packages, not torch
     with (
-        dask.config.set({"distributed.worker.multiprocessing-method": method}),
+        dask.config.set(
+            {
+                "distributed.worker.multiprocessing-method": method,
+                # The statistical profiler samples the task thread's stack every 10 ms, each
+                # sample waiting for the GIL that training holds: the workers took 1.2-1.6x the
+                # CPU with it (12 runs of 1000 steps), and nobody reads its profiles.
+                "distributed.worker.profile.enabled": False,
+                "distributed.admin.system-monitor.gil.enabled": False,
+            }
+        ),
         distributed.LocalCluster(
             n_workers=options.jobs or available_cores(),
             threads_per_worker=1,

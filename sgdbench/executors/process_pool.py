@@ -10,11 +10,11 @@ initialised before a fork). A grid of one unit (one run, or one stacked group) r
 the driver: there is nothing to run beside it (one line says so).
 
 Workers are started only when they pay off (``base.START_COST_S``): the driver runs units
-itself, timing them, until the serial time of the units left would save more than 3x the cost
-of starting the pool (fork: ~0.1 s; forkserver: ~2 s); a grid too short for that runs entirely
-in the driver, and one line says so. Forked workers then inherit the driver's warm state (its
-imports, first kernels). ``--always-parallel`` starts workers at once (a run that may kill its
-process, say, runs in a worker even in a short grid).
+itself, timing them, until N workers would save more than twice the cost of starting them on the
+serial time of the units left (fork: ~0.1 s, so 0.4 s left on 2 workers; forkserver: ~2 s); a
+grid too short for that runs entirely in the driver, and one line says so. Forked workers then
+inherit the driver's warm state (its imports, first kernels). ``--always-parallel`` starts
+workers at once (a run that may kill its process, say, runs in a worker even in a short grid).
 
 Each worker sets its intra-op threads once (``split_threads``: N x threads <= cores) and, when
 the grid has ``device = "cuda"`` runs and several GPUs are visible, sees one GPU of its own
