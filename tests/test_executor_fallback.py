@@ -12,13 +12,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from sgdbench.executors import base
-from sgdbench.executors.base import (
-    Activity,
-    ExecutorOptions,
-    parallel_pays_off,
-    serial_until_parallel_pays,
-)
+from sgdbench.executors import payoff
+from sgdbench.executors.base import Activity, ExecutorOptions
+from sgdbench.executors.payoff import idle_cores, parallel_pays_off, serial_until_parallel_pays
 from tests.helpers import cli
 from tests.test_executors import GRID  # 6 runs of 36 steps
 
@@ -28,20 +24,37 @@ def units_of(*steps: int) -> list[list[Any]]:
 
 
 def test_workers_pay_off_only_for_enough_serial_time_left(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(base, "available_cores", lambda: 2)
-    cost = base.START_COST_S["fork"]
-    # 3 runs of 10 steps at 2 ms a step: 60 ms serially, of which 2 workers save 30 ms
+    monkeypatch.setattr(payoff, "available_cores", lambda: 2)
+    cost = payoff.START_COST_S["fork"]
+    # 3 runs of 10 steps at 2 ms a step: 60 ms serially, of which 2 workers save 27 ms
     assert not parallel_pays_off(0.02, 10, units_of(10, 10, 10), 2, 1, cost)
-    # 23 runs of 1000 steps at 0.11 ms a step: 2.5 s, of which 2 workers save 1.3 s
+    # 23 runs of 1000 steps at 0.11 ms a step: 2.5 s, of which 2 workers save 1.1 s
     assert parallel_pays_off(0.11, 1000, units_of(*[1000] * 23), 2, 1, cost)
     # the estimate scales with the steps left, not the count of units
     assert parallel_pays_off(0.02, 10, units_of(10, 10, 5000), 2, 1, cost)
     # one unit left, one core, or one thread per worker filling the cores: nothing runs beside
     assert not parallel_pays_off(100.0, 10, units_of(1000), 2, 1, cost)
-    monkeypatch.setattr(base, "available_cores", lambda: 1)
+    monkeypatch.setattr(payoff, "available_cores", lambda: 1)
     assert not parallel_pays_off(0.11, 1000, units_of(*[1000] * 23), 2, 1, cost)
-    monkeypatch.setattr(base, "available_cores", lambda: 4)
+    monkeypatch.setattr(payoff, "available_cores", lambda: 4)
     assert not parallel_pays_off(0.11, 1000, units_of(*[1000] * 23), 2, 4, cost)
+
+
+def test_workers_do_not_start_without_an_idle_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(payoff, "available_cores", lambda: 2)
+    cost, units = payoff.START_COST_S["fork"], units_of(*[1000] * 23)
+    assert parallel_pays_off(0.11, 1000, units, 2, 1, cost, idle=0.9)
+    # other processes kept the second core busy: a worker there would only take turns, and
+    # cost more than it saves however long the grid
+    assert not parallel_pays_off(0.11, 1000, units_of(*[1000] * 230), 2, 1, cost, idle=0.05)
+    # a third of a core: workers pay off on a grid long enough
+    assert parallel_pays_off(0.11, 1000, units, 2, 1, cost, idle=0.3)
+    assert not parallel_pays_off(0.11, 1000, units_of(1000, 1000, 1000), 2, 1, cost, idle=0.3)
+    # idle cores from /proc/stat's ticks: (idle, total) of the whole machine
+    monkeypatch.setattr(payoff.os, "cpu_count", lambda: 2)
+    assert idle_cores((100, 1000), (150, 1100)) == pytest.approx(1.0)
+    assert idle_cores((100, 1000), (100, 1100)) == 0
+    assert idle_cores(None, (100, 1100)) is None and idle_cores((1, 5), (1, 5)) is None
 
 
 class Clock:
@@ -59,12 +72,24 @@ class Clock:
 
 
 def drive(
-    monkeypatch: pytest.MonkeyPatch, todo: deque[list[Any]], seconds_per_step: float
+    monkeypatch: pytest.MonkeyPatch,
+    todo: deque[list[Any]],
+    seconds_per_step: float,
+    idle_share: float | None = 0.5,
 ) -> tuple[bool, list[Any], Activity]:
+    """Run ``serial_until_parallel_pays`` on a fake clock, the machine's cores idle
+    ``idle_share`` of the time (None: unknown)."""
     clock = Clock(seconds_per_step)
-    monkeypatch.setattr(base, "time", clock)
-    monkeypatch.setattr(base, "execute_unit", clock.execute_unit)
-    monkeypatch.setattr(base, "available_cores", lambda: 2)
+    monkeypatch.setattr(payoff, "time", clock)
+    monkeypatch.setattr(payoff, "execute_unit", clock.execute_unit)
+    monkeypatch.setattr(payoff, "available_cores", lambda: 2)
+    monkeypatch.setattr(payoff.os, "cpu_count", lambda: 2)
+
+    def ticks() -> tuple[int, int] | None:
+        total = round(clock.now * 1000)
+        return None if idle_share is None else (round(total * idle_share), total)
+
+    monkeypatch.setattr(payoff, "cpu_ticks", ticks)
     activity = Activity()
     probe = serial_until_parallel_pays(
         todo, None, ExecutorOptions(jobs=2), workers=2, threads=1, how="fork", activity=activity
@@ -83,7 +108,23 @@ def test_a_short_grid_runs_in_the_driver_and_says_why(monkeypatch: pytest.Monkey
     assert not parallel and not todo
     assert [spec.run_id for spec, _ in yielded] == ["r0", "r1", "r2", "r3"]
     (note,) = activity.notes
-    assert "the 4 run(s) ran in this process (0.1 s): too short to repay starting 2 workers" in note
+    assert (
+        "the 4 run(s) ran in this process (0.1 s, 1.0 idle core(s) beside it): too short to "
+        "repay starting 2 workers" in note
+    )
+
+
+def test_a_long_grid_runs_in_the_driver_while_no_core_is_idle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    todo = deque(units_of(*[1000] * 24))
+    parallel, yielded, activity = drive(monkeypatch, todo, 0.11 / 1000, idle_share=0.0)
+    assert not parallel and len(yielded) == 24
+    assert "0.0 idle core(s) beside it" in activity.notes[0]
+    # where idleness cannot be read, the cores are taken to be free
+    todo = deque(units_of(*[1000] * 24))
+    parallel, yielded, activity = drive(monkeypatch, todo, 0.11 / 1000, idle_share=None)
+    assert parallel and len(yielded) == 2
 
 
 def test_a_long_grid_starts_workers_after_timing_one_warm_unit(
@@ -154,10 +195,11 @@ def test_a_grid_that_repays_workers_starts_them(
             return super().submit(unit)
 
     monkeypatch.setattr(process_pool, "_Pool", CountingPool)
-    monkeypatch.setattr(base, "available_cores", lambda: 2)
+    monkeypatch.setattr(payoff, "available_cores", lambda: 2)
+    monkeypatch.setattr(payoff, "cpu_ticks", lambda: None)  # idle cores: whatever the load
     # Starting workers as good as free: the first unit (a "long" one) decides alone.
-    monkeypatch.setitem(base.START_COST_S, "fork", 0.0)
-    monkeypatch.setitem(base.START_COST_S, "forkserver", 0.0)
+    monkeypatch.setitem(payoff.START_COST_S, "fork", 0.0)
+    monkeypatch.setitem(payoff.START_COST_S, "forkserver", 0.0)
     grid = write_grid(GRID)
     result = cli("run", grid, "--out", tmp_path / "out", "--jobs", "2")
     assert result.exit_code == 0, result

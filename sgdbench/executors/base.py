@@ -9,9 +9,7 @@ import importlib
 import multiprocessing
 import os
 import sys
-import time
-from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from sgdbench.engine import Unit, execute_unit
@@ -130,85 +128,3 @@ def serial(
         yield from zip(unit, execute_unit(unit, should_stop), strict=True)
     if activity is not None:
         activity.running = 0
-
-
-# When starting workers pays off (``--jobs N`` and a Dask LocalCluster; a Dask cluster given by
-# address is always used). Starting them costs about START_COST_S[how] seconds before the first
-# result (measured on 2 cores: a fork pool 0.03-0.08 s; importing distributed 0.5 s and a forked
-# LocalCluster 0.15-0.3 s; a forkserver or spawned worker imports torch again, 1.5-2.5 s), and
-# N workers save at most (1 - 1/N) of the serial time left. So the driver runs units itself,
-# timing them, and starts workers only once the serial time of the units left, estimated from
-# the last unit's time per step, would save more than MARGIN x that cost:
-#     t_last x (steps left / steps of the last unit) x (1 - 1/N) > MARGIN x START_COST_S
-# (N: the workers that can run at once, at most the units left and cores // threads each).
-# The first unit of a process pays one-off costs (lazy imports, first kernels), so it decides
-# alone only when it took longer than MARGIN x the cost; else a second unit is timed first.
-START_COST_S = {"fork": 0.1, "forkserver": 2.0, "spawn": 2.5, "dask-fork": 0.8, "dask-spawn": 3.0}
-MARGIN = 2.0  # a saving of twice the cost: a net gain of at least the cost
-
-
-def unit_steps(unit: Unit) -> int:
-    """Training steps of a unit (a stacked group's members train together: its longest)."""
-    return max(1, max(spec.steps * spec.repeat for spec in unit))
-
-
-def parallel_pays_off(
-    last_s: float, last_steps: int, todo: Iterable[Unit], workers: int, threads: int, cost_s: float
-) -> bool:
-    """Whether ``workers`` workers of ``threads`` threads would save more than ``MARGIN x
-    cost_s`` on ``todo``, at the last unit's time per step (see ``START_COST_S``)."""
-    units = list(todo)
-    # Workers beyond the cores (each with its intra-op threads) run no faster.
-    useful = min(workers, len(units), max(1, available_cores() // threads))
-    if useful < 2:
-        return False
-    left_s = last_s * sum(unit_steps(u) for u in units) / max(1, last_steps)
-    return left_s * (1 - 1 / useful) > MARGIN * cost_s
-
-
-def serial_until_parallel_pays(
-    todo: deque[Unit],
-    should_stop: Callable[[], bool] | None,
-    options: ExecutorOptions,
-    *,
-    workers: int,
-    threads: int,
-    how: str,
-    activity: Activity,
-) -> Generator[tuple[RunSpec, Trajectory], None, bool]:
-    """Run units from ``todo`` in this process (with a worker's ``threads``) until starting
-    ``workers`` workers (``how``: a ``START_COST_S`` key) pays off; True if it does, False if
-    the grid finished here (a note says so and why) or a stop was asked for. True at once with
-    ``always_parallel`` or a Dask scheduler's address (a cluster the user asked for)."""
-    if options.always_parallel or options.scheduler:
-        return True
-    import torch
-
-    cost = START_COST_S[how]
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    ran = runs = 0
-    began = time.perf_counter()
-    try:
-        while todo:
-            unit = todo.popleft()
-            activity.running = len(unit)
-            start = time.perf_counter()
-            yield from zip(unit, execute_unit(unit, should_stop), strict=True)
-            seconds = time.perf_counter() - start
-            ran, runs = ran + 1, runs + len(unit)
-            activity.running = 0
-            if should_stop is not None and should_stop():
-                return False
-            decisive = ran > 1 or seconds > MARGIN * cost
-            steps = unit_steps(unit)
-            if decisive and parallel_pays_off(seconds, steps, todo, workers, threads, cost):
-                return True
-    finally:
-        torch.set_num_threads(previous)
-    activity.notes.append(
-        f"sgdbench: the {runs} run(s) ran in this process ({time.perf_counter() - began:.1f} s): "
-        f"too short to repay starting {workers} workers (~{cost:g} s; --always-parallel starts "
-        "them anyway)"
-    )
-    return False

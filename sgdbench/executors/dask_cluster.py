@@ -4,9 +4,9 @@ With ``--scheduler tcp://HOST:PORT`` the driver joins an existing cluster (worke
 machines need sgdbench, and any plug-in problem, importable); without it a ``LocalCluster``
 sized to this machine is started and closed again; its workers are forked from the driver
 (torch imported once) where ``--jobs`` would fork them (``base.start_method``), else spawned.
-A LocalCluster is started only when it pays off, by the rule of ``--jobs`` (``base.START_COST_S``:
+A LocalCluster is started only when it pays off, by the rule of ``--jobs`` (``executors.payoff``:
 importing distributed and starting a forked cluster costs ~0.8 s, so the driver runs the units
-itself until the serial time left exceeds ~3.2 s on 2 workers); a grid too short for that runs
+itself until the serial time left exceeds ~3.6 s on 2 idle cores); a grid too short for that runs
 entirely in the driver, and one line says so. A cluster given by address is always used.
 Tasks are keyed by run id, so a unit that is already on the cluster (submitted twice, or by a
 second driver) is computed once. Trajectories come back to the driver, which alone writes the
@@ -39,11 +39,11 @@ from sgdbench.executors.base import (
     available_cores,
     failed_unit,
     preload,
-    serial_until_parallel_pays,
     split_threads,
     start_method,
     unit_key,
 )
+from sgdbench.executors.payoff import serial_until_parallel_pays
 
 CONNECT_TIMEOUT_S = 10
 

@@ -9,9 +9,9 @@ not survive a fork: a forked worker must not use more than one OpenMP thread; CU
 initialised before a fork). A grid of one unit (one run, or one stacked group) runs serially in
 the driver: there is nothing to run beside it (one line says so).
 
-Workers are started only when they pay off (``base.START_COST_S``): the driver runs units
+Workers are started only when they pay off (``executors.payoff``): the driver runs units
 itself, timing them, until N workers would save more than twice the cost of starting them on the
-serial time of the units left (fork: ~0.1 s, so 0.4 s left on 2 workers; forkserver: ~2 s); a
+serial time of the units left (fork: ~0.1 s, so 0.45 s left on 2 idle cores; forkserver: ~2 s); a
 grid too short for that runs entirely in the driver, and one line says so. Forked workers then
 inherit the driver's warm state (its imports, first kernels). ``--always-parallel`` starts
 workers at once (a run that may kill its process, say, runs in a worker even in a short grid).
@@ -52,10 +52,10 @@ from sgdbench.executors.base import (
     failed_unit,
     preload,
     serial,
-    serial_until_parallel_pays,
     split_threads,
     start_method,
 )
+from sgdbench.executors.payoff import serial_until_parallel_pays
 
 STOP_POLL_S = 0.25  # how often the driver looks at its stop flag while every worker is busy
 
