@@ -118,8 +118,9 @@ def serial_until_parallel_pays(
             unit = todo.popleft()
             activity.running = len(unit)
             start = time.perf_counter()
-            yield from zip(unit, execute_unit(unit, should_stop), strict=True)
-            seconds = time.perf_counter() - start
+            trajectories = execute_unit(unit, should_stop)
+            seconds = time.perf_counter() - start  # not the writing, which stays here anyway
+            yield from zip(unit, trajectories, strict=True)
             ran, runs = ran + 1, runs + len(unit)
             activity.running = 0
             if should_stop is not None and should_stop():
