@@ -1,12 +1,20 @@
 """Whole-grid speed of the executors: serial, ``--jobs N`` and a Dask LocalCluster of N workers.
 
-    python -m benchmarks.bench_executors [--runs 24] [--steps 4000] [--jobs 2] [--baseline DIR]
+    python -m benchmarks.bench_executors [--runs 24] [--steps 1000 --steps 4000] [--jobs 2]
+        [--rounds 5] [--baseline DIR] [--section grid --section tiny --section startup]
 
-Each executor runs the same CPU grid end to end (``python -m sgdbench run``, so interpreter,
-worker and cluster start-up count) and the script prints wall time and speed-up over serial.
-Then the cost of the machinery itself: the same executors on grids of tiny runs (a few steps),
-``startup`` being the wall time of a 4-run grid and ``per run`` the wall time each further run
-adds, ((wall of N+4 runs) - (wall of 4 runs)) / N.
+``grid``: each executor runs the same CPU grid end to end (``python -m sgdbench run``, so
+interpreter, worker and cluster start-up count), once per round, the executors interleaved so
+that a burst of load from elsewhere hits all of them. Printed: median wall and CPU seconds (the
+process and every child it waited for), each executor's speed-up over serial and Dask's over
+``--jobs N`` as the median of the paired ratios with a bootstrap 95% interval over the rounds
+(``benchmarks.intervals``), and the Amdahl bound of N workers: serial's wall splits into T, the
+runs' training clock (which workers share out), and S, the rest (interpreter, imports,
+planning, writing: the driver's alone), so N workers are at best (S + T) / (S + T / N) faster.
+``tiny``: the same on a grid of 4 runs of 10 steps (too short to repay workers: they should run
+in the driver and cost nothing). ``startup``: CPU of one 10-step run against ``python -c
+"import torch"``. ``--baseline DIR``: another checkout's ``--jobs`` and Dask in the same rounds
+(before/after). ``--per-run``: the machinery's cost per extra tiny run.
 
 Not a pytest-benchmark: one grid takes tens of seconds and the point is the whole-grid ratio.
 """
@@ -23,6 +31,8 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+
+from benchmarks.intervals import loadavg, paired_ratio, show
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -86,14 +96,134 @@ def train_seconds(out: Path) -> float:
     return float(pd.read_parquet(out / "runs.parquet")["train_time_s"].sum())
 
 
+Executors = dict[str, tuple[list[str], dict[str, str]]]
+SERIAL = "serial, 1 thread"
+
+
+def executors_of(args: argparse.Namespace) -> Executors:
+    """(sgdbench options, environment) by name. The reference is serial with one intra-op
+    thread, as each worker of the parallel executors has on 2 cores."""
+    jobs = ["--jobs", str(args.jobs)]
+    dask = ["--executor", "dask", *jobs]
+    executors: Executors = {
+        SERIAL: ([], {"OMP_NUM_THREADS": "1"}),
+        f"--jobs {args.jobs}": (jobs, {}),
+    }
+    if not args.no_dask:
+        executors[f"dask LocalCluster({args.jobs})"] = (dask, {})
+    if args.forced:  # workers started whatever the grid's length
+        executors[f"--jobs {args.jobs} --always-parallel"] = ([*jobs, "--always-parallel"], {})
+        if not args.no_dask:
+            executors["dask --always-parallel"] = ([*dask, "--always-parallel"], {})
+    if args.baseline:
+        base = {"PYTHONPATH": str(args.baseline.resolve())}
+        executors[f"baseline --jobs {args.jobs}"] = (jobs, base)
+        if not args.no_dask:
+            executors[f"baseline dask({args.jobs})"] = (dask, base)
+    if args.default_threads:
+        executors[f"serial, {os.cpu_count()} threads"] = ([], {})
+    return executors
+
+
+def compare(folder: Path, grid: Path, executors: Executors, rounds: int, title: str) -> None:
+    """Interleaved rounds of every executor on ``grid``; medians, paired ratios, Amdahl."""
+    walls: dict[str, list[float]] = {name: [] for name in executors}
+    cpus: dict[str, list[float]] = {name: [] for name in executors}
+    train: list[float] = []
+    loads = [loadavg()]
+    for r in range(rounds):
+        for i, (name, (extra, env)) in enumerate(executors.items()):
+            out = folder / f"{grid.stem}-{r}-{i}"
+            wall, cpu = run_grid_cpu(grid, out, extra, env)
+            walls[name].append(wall)
+            cpus[name].append(cpu)
+            if name == SERIAL:
+                train.append(train_seconds(out))
+        loads.append(loadavg())
+    print(f"\n{title}, {rounds} interleaved rounds; load average {loads[0]} -> {loads[-1]}")
+    print(
+        f"{'executor':<26} {'median wall s':>13} {'median CPU s':>12} "
+        f"{'speed-up over serial (95% CI)':>30} {'CPU vs serial':>22}"
+    )
+    for name in executors:
+        speed = paired_ratio(walls[SERIAL], walls[name])
+        cpu = paired_ratio(cpus[name], cpus[SERIAL])
+        print(
+            f"{name:<26} {statistics.median(walls[name]):13.2f} "
+            f"{statistics.median(cpus[name]):12.2f} {show(speed):>30} {show(cpu):>22}"
+        )
+    jobs = next(n for n in executors if n.startswith("--jobs"))
+    for dask in [n for n in executors if "dask" in n]:
+        ref = f"baseline {jobs}" if dask.startswith("baseline") else jobs
+        if "always" in dask:
+            ref = f"{jobs} --always-parallel"
+        print(f"{dask} wall / {ref} wall: {show(paired_ratio(walls[dask], walls[ref]))}")
+    t = statistics.median(train)
+    s = statistics.median(w - tr for w, tr in zip(walls[SERIAL], train, strict=True))
+    n = int(jobs.split()[1])
+    print(
+        f"serial: S = {s:.2f} s outside training, T = {t:.2f} s training clock: "
+        f"{n} workers at best (S + T) / (S + T/{n}) = {(s + t) / (s + t / n):.2f}x"
+    )
+
+
+def startup(folder: Path, rounds: int) -> None:
+    """CPU (user + sys) of a one-run grid of 10 steps against ``python -c "import torch"``."""
+    grid = folder / "one.toml"
+    one = GRID.format(name="one", steps=10, seeds=[0])
+    one = one.replace('["sgd", "adam"]', '"sgd"').replace("[0.001, 0.01]", "[0.01]")
+    grid.write_text(one)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    runs: list[float] = []
+    imports: list[float] = []
+    loads = [loadavg()]
+    for r in range(rounds):
+        before = _children_cpu()
+        subprocess.run([sys.executable, "-c", "import torch"], env=env, check=True)
+        imports.append(_children_cpu() - before)
+        runs.append(run_grid_cpu(grid, folder / f"one-{r}", [], {"OMP_NUM_THREADS": "1"})[1])
+        loads.append(loadavg())
+    print(f"\none 10-step run vs python -c 'import torch', {rounds} interleaved pairs; ", end="")
+    print(f"load average {loads[0]} -> {loads[-1]}")
+    print(
+        f"CPU s: run {statistics.median(runs):.2f}, import torch {statistics.median(imports):.2f};"
+        f" run / import torch = {show(paired_ratio(runs, imports))}"
+    )
+
+
+def per_run(folder: Path, executors: Executors, tiny_runs: int) -> None:
+    """The machinery's cost of each further short run: (wall of N+4 runs - wall of 4) / N."""
+    small = write_grid(folder, "small", 4, 10)
+    tiny = write_grid(folder, "tiny", tiny_runs + 4, 10)
+    print(
+        f"\noverhead, runs of 10 steps: per run = (wall of {tiny_runs + 4} - wall of 4) / ", end=""
+    )
+    print(f"{tiny_runs}")
+    print(f"{'executor':<26} {'4 runs s':>10} {'per run ms':>11}")
+    for i, (name, (extra, env)) in enumerate(executors.items()):
+        if "threads" in name and i:
+            continue  # the thread count does not change the machinery's cost
+        base = min(run_grid(small, folder / f"small{i}-{r}", extra, env) for r in range(2))
+        wall = min(run_grid(tiny, folder / f"tiny{i}-{r}", extra, env) for r in range(2))
+        print(f"{name:<26} {base:10.2f} {1000 * (wall - base) / tiny_runs:11.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=24, help="runs in the grid (multiple of 4)")
-    parser.add_argument("--steps", type=int, default=4000, help="steps per run (~1 s on CPU)")
+    parser.add_argument(
+        "--steps", type=int, action="append", help="steps per run (repeatable) [4000]"
+    )
     parser.add_argument("--jobs", type=int, default=2, help="workers for process and dask")
-    parser.add_argument("--tiny-runs", type=int, default=48, help="runs in the overhead grid")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds (the fastest counts)")
-    parser.add_argument("--skip-overhead", action="store_true", help="only the main grid")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+    parser.add_argument(
+        "--section", action="append", choices=["grid", "tiny", "startup"], help="[all three]"
+    )
+    parser.add_argument("--no-dask", action="store_true", help="leave Dask out")
+    parser.add_argument(
+        "--forced", action="store_true", help="also --jobs and Dask with --always-parallel"
+    )
+    parser.add_argument("--per-run", type=int, default=0, help="also: overhead per tiny run")
     parser.add_argument(
         "--baseline", type=Path, help="another checkout: its --jobs and dask in the same rounds"
     )
@@ -103,68 +233,23 @@ def main() -> None:
         help="also time serial with torch's default intra-op threads (all cores)",
     )
     args = parser.parse_args()
-
-    # (sgdbench options, environment). The reference is serial with one intra-op thread, as
-    # each worker of the parallel executors has on 2 cores.
-    one_thread = {"OMP_NUM_THREADS": "1"}
-    executors: dict[str, tuple[list[str], dict[str, str]]] = {
-        "serial, 1 thread": ([], one_thread),
-        f"--jobs {args.jobs}": (["--jobs", str(args.jobs)], {}),
-        f"dask LocalCluster({args.jobs})": (["--executor", "dask", "--jobs", str(args.jobs)], {}),
-    }
-    if args.baseline:
-        base = {"PYTHONPATH": str(args.baseline.resolve())}
-        executors[f"baseline --jobs {args.jobs}"] = (["--jobs", str(args.jobs)], base)
-        executors[f"baseline dask({args.jobs})"] = (
-            ["--executor", "dask", "--jobs", str(args.jobs)],
-            base,
-        )
-    if args.default_threads:
-        executors[f"serial, {os.cpu_count()} threads"] = ([], {})
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"{os.cpu_count()} CPUs, load average {load:.1f} before the benchmark")
+    executors = executors_of(args)
+    sections = args.section or ["grid", "tiny", "startup"]
+    print(f"{os.cpu_count()} CPUs, load average {loadavg()} before the benchmark")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        grid = write_grid(folder, "bench", args.runs, args.steps)
-        # Rounds interleave the executors so that a burst of load from elsewhere hits all.
-        walls: dict[str, list[float]] = {name: [] for name in executors}
-        cpus: dict[str, list[float]] = {name: [] for name in executors}
-        train: dict[str, list[float]] = {name: [] for name in executors}
-        for r in range(args.repeat):
-            for i, (name, (extra, env)) in enumerate(executors.items()):
-                out = folder / f"out{r}-{i}"
-                wall, cpu = run_grid_cpu(grid, out, extra, env)
-                walls[name].append(wall)
-                cpus[name].append(cpu)
-                train[name].append(train_seconds(out) / args.runs)
-        print(f"\n{args.runs} runs x {args.steps} steps (linear, 32 features, batch 16), ", end="")
-        print(f"{args.repeat} round(s); speed-up of the fastest rounds")
-        header = f"{'executor':<26} {'min wall s':>10} {'mean ± sd':>14} {'speed-up':>9}"
-        print(f"{header} {'train s/run':>12} {'median CPU s':>12}")
-        reference = min(walls["serial, 1 thread"])
-        for name in executors:
-            w = walls[name]
-            sd = statistics.stdev(w) if len(w) > 1 else 0.0
-            spread = f"{statistics.mean(w):.1f} ± {sd:.1f}"
-            print(
-                f"{name:<26} {min(w):10.2f} {spread:>14} {reference / min(w):8.2f}x "
-                f"{min(train[name]):12.3f} {statistics.median(cpus[name]):12.2f}"
-            )
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-        print(f"load average {load:.1f} after the main grid")
-        if args.skip_overhead:
-            return
-        small = write_grid(folder, "small", 4, 10)
-        tiny = write_grid(folder, "tiny", args.tiny_runs + 4, 10)
-        n = args.tiny_runs
-        print(f"\noverhead, runs of 10 steps: per run = (wall of {n + 4} - wall of 4) / {n}")
-        print(f"{'executor':<26} {'startup s':>10} {'per run ms':>11}")
-        for i, (name, (extra, env)) in enumerate(executors.items()):
-            if ("threads" in name or "baseline" in name) and i:
-                continue  # the thread count does not change the machinery's cost
-            base = min(run_grid(small, folder / f"small{i}-{r}", extra, env) for r in range(2))
-            wall = min(run_grid(tiny, folder / f"tiny{i}-{r}", extra, env) for r in range(2))
-            print(f"{name:<26} {base:10.2f} {1000 * (wall - base) / n:11.1f}")
+        if "grid" in sections:
+            for steps in args.steps or [4000]:
+                grid = write_grid(folder, f"bench{steps}", args.runs, steps)
+                title = f"{args.runs} runs x {steps} steps (linear, 32 features, batch 16)"
+                compare(folder, grid, executors, args.rounds, title)
+        if "tiny" in sections:
+            grid = write_grid(folder, "four", 4, 10)
+            compare(folder, grid, executors, args.rounds, "4 runs x 10 steps")
+        if "startup" in sections:
+            startup(folder, args.rounds)
+        if args.per_run:
+            per_run(folder, executors, args.per_run)
 
 
 if __name__ == "__main__":

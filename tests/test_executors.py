@@ -169,6 +169,7 @@ def test_dask_keys_name_the_runs(write_grid: Callable[..., Path]) -> None:
     ("args", "needle"),
     [
         (["--executor", "serial", "--jobs", "2"], "--executor serial runs in this process"),
+        (["--always-parallel"], "--executor serial runs in this process"),
         (["--executor", "process", "--scheduler", "tcp://x:1"], "--scheduler needs"),
         (["--scheduler", "tcp://x:1", "--jobs", "2"], "--jobs sizes a local Dask cluster"),
     ],
@@ -254,8 +255,14 @@ def test_serial_jobs_and_dask_give_bitwise_identical_losses(
     executor: str,
 ) -> None:
     extra = {
-        "jobs2": ["--jobs", "2"],
-        "dask_local": ["--executor", "dask", "--jobs", "2"],  # a LocalCluster sgdbench starts
+        "jobs2": ["--jobs", "2", "--always-parallel"],
+        "dask_local": [
+            "--executor",
+            "dask",
+            "--jobs",
+            "2",
+            "--always-parallel",
+        ],  # a LocalCluster sgdbench starts
     }.get(executor) or ["--scheduler", request.getfixturevalue("cluster")]
     out = tmp_path / executor
     result = cli("run", write_grid(GRID), "--out", out, "-q", *extra)
@@ -282,13 +289,33 @@ def test_threads_per_job_is_recorded(write_grid: Callable[..., Path], tmp_path: 
         .replace("epochs = 3", 'epochs = 3\nthreads = "auto"')
     )
     out = tmp_path / "out"
-    result = cli("run", grid, "--out", out, "-q", "--jobs", "2", "--threads-per-job", "3")
+    result = cli(
+        "run",
+        grid,
+        "--out",
+        out,
+        "-q",
+        "--jobs",
+        "2",
+        "--threads-per-job",
+        "3",
+        "--always-parallel",
+    )
     assert result.exit_code == 0, result
     assert (pd.read_parquet(out / "runs.parquet")["threads"] == 3).all()
     # a grid that fixes its threads keeps them: they are part of the run
     fixed = write_grid(GRID.replace("epochs = 3", "epochs = 3\nthreads = 1"), "fixed.toml")
     result = cli(
-        "run", fixed, "--out", tmp_path / "fixed", "-q", "--jobs", "2", "--threads-per-job", "3"
+        "run",
+        fixed,
+        "--out",
+        tmp_path / "fixed",
+        "-q",
+        "--jobs",
+        "2",
+        "--threads-per-job",
+        "3",
+        "--always-parallel",
     )
     assert result.exit_code == 0, result
     assert (pd.read_parquet(tmp_path / "fixed" / "runs.parquet")["threads"] == 1).all()
@@ -302,7 +329,7 @@ def test_a_dying_worker_loses_nothing(
     grid, armed = killer_grid(tmp_path)
     out = tmp_path / "out"
     if executor == "process":
-        extra = ["--jobs", "2"]
+        extra = ["--jobs", "2", "--always-parallel"]
     else:
         extra = ["--scheduler", request.getfixturevalue("cluster")]
     result = cli("run", grid, "--out", out, "-q", *extra)

@@ -250,8 +250,12 @@ def test_eager_halving_resumes_from_the_last_rung_reached(
 @pytest.mark.parametrize(
     "executor",
     [  # worker processes
-        pytest.param(["--jobs", "2"], marks=pytest.mark.slow, id="jobs"),
-        pytest.param(["--executor", "dask", "--jobs", "2"], marks=pytest.mark.slow, id="dask"),
+        pytest.param(["--jobs", "2", "--always-parallel"], marks=pytest.mark.slow, id="jobs"),
+        pytest.param(
+            ["--executor", "dask", "--jobs", "2", "--always-parallel"],
+            marks=pytest.mark.slow,
+            id="dask",
+        ),
     ],
 )
 def test_eager_halving_on_executors_commits_every_run_and_report_json_shows_rungs(
@@ -443,8 +447,8 @@ def test_kill_9_during_stacked_halving_resumes_from_the_last_rung(
 def test_kill_9_during_stacked_halving_under_jobs_2_resumes_to_the_reference(
     write_grid: Callable[..., Path], tmp_path: Path
 ) -> None:
-    # Two optimizers: two stacked halving groups, two units, so --jobs 2 trains them in two
-    # worker processes (one unit alone would run in the driver).
+    # Two optimizers: two stacked halving groups, two units, so --jobs 2 --always-parallel
+    # trains them in two worker processes.
     grid = write_grid(
         GRID.replace("batch_size = 8", 'batch_size = 8\n    optimizer = ["sgd", "adam"]')
     )
@@ -469,15 +473,16 @@ def test_kill_9_during_stacked_halving_under_jobs_2_resumes_to_the_reference(
         stacked_checkpoint.save = save_then_die  # type: ignore[assignment]
 
     out = tmp_path / "out"
+    jobs = ("--jobs", "2", "--always-parallel")  # short groups: workers all the same
     code, _ = cli_forked(
-        "run", grid, "--out", out, "-q", "--jobs", "2", cwd=tmp_path, before=kill_after_second_rung
+        "run", grid, "--out", out, "-q", *jobs, cwd=tmp_path, before=kill_after_second_rung
     )
     assert code == -signal.SIGKILL
     assert killer.read_text() == "worker"
     assert not (out / "runs.parquet").exists()  # killed inside both units
     assert list((out / "checkpoints").glob("*.group.pt"))
 
-    ran = cli("run", grid, "--out", out, "-q", "--jobs", "2")
+    ran = cli("run", grid, "--out", out, "-q", *jobs)
     assert ran.exit_code == 0, ran
     runs = pd.read_parquet(out / "runs.parquet").set_index("run_id")
     for col in ("loss_digest", "status", "steps", "rung", "message"):

@@ -63,7 +63,9 @@ def executed_shadows(folder: Path) -> list[str]:
 
 
 @pytest.mark.slow  # a fresh interpreter (and, with --jobs 2, two workers)
-@pytest.mark.parametrize("jobs", [[], ["--jobs", "2"]], ids=["serial", "jobs2"])
+@pytest.mark.parametrize(
+    "jobs", [[], ["--jobs", "2", "--always-parallel"]], ids=["serial", "jobs2"]
+)
 def test_modules_beside_a_builtin_problem_grid_are_not_imported(tmp_path, jobs):
     grid_dir = tmp_path / "grids"
     grid_dir.mkdir()
@@ -79,7 +81,9 @@ def test_modules_beside_a_builtin_problem_grid_are_not_imported(tmp_path, jobs):
 
 
 @pytest.mark.slow  # a fresh interpreter (and, with --jobs 2, two workers)
-@pytest.mark.parametrize("jobs", [[], ["--jobs", "2"]], ids=["serial", "jobs2"])
+@pytest.mark.parametrize(
+    "jobs", [[], ["--jobs", "2", "--always-parallel"]], ids=["serial", "jobs2"]
+)
 def test_plugin_beside_its_grid_loads_and_shadows_nothing(tmp_path, jobs):
     grid_dir = tmp_path / "grids"
     grid_dir.mkdir()
@@ -184,7 +188,9 @@ def test_a_plugin_that_exits_in_a_worker_fails_that_run(tmp_path):
     )
     # In-process: the workers are forked from this process as from `sgdbench run`, and the
     # plug-in (a fresh module name) is imported by the grid, so no fresh interpreter is needed.
-    result = cli("run", "grid.toml", "--out", "out", "-q", "--jobs", "2", cwd=tmp_path)
+    result = cli(
+        "run", "grid.toml", "--out", "out", "-q", "--jobs", "2", "--always-parallel", cwd=tmp_path
+    )
     assert result.exit_code == 1, result
     runs = pd.read_parquet(tmp_path / "out" / "runs.parquet")
     assert sorted(runs["status"]) == ["failed", "failed"]

@@ -113,7 +113,9 @@ def committed_rows(out: Path) -> int:
 def test_workers_exit_within_seconds_of_a_sigkilled_driver(tmp_path, executor):
     if executor:
         pytest.importorskip("distributed")
-    driver = start_driver(tmp_path, "1", "[0.01, 0.02]", "--jobs", "2", *executor)
+    driver = start_driver(
+        tmp_path, "1", "[0.01, 0.02]", "--jobs", "2", "--always-parallel", *executor
+    )
     try:
         # Both workers initialized (they import torch after setting up their lifeline).
         wait_for(
@@ -137,7 +139,9 @@ def test_workers_exit_within_seconds_of_a_sigkilled_driver(tmp_path, executor):
                 os.kill(pid, signal.SIGKILL)
 
 
-@pytest.mark.parametrize("jobs", [[], ["--jobs", "2"]], ids=["serial", "jobs2"])
+@pytest.mark.parametrize(
+    "jobs", [[], ["--jobs", "2", "--always-parallel"]], ids=["serial", "jobs2"]
+)
 def test_sigterm_keeps_finished_runs_and_exits_130(tmp_path, jobs):
     out = tmp_path / "out"
     driver = start_driver(tmp_path, '["full", 1]', "0.01", *jobs)

@@ -154,7 +154,7 @@ def test_a_rerun_skips_every_run(ran: Path, suite: Path) -> None:
 @pytest.mark.slow
 def test_jobs_2_gives_the_serial_losses(ran: Path, suite: Path, tmp_path: Path) -> None:
     out = tmp_path / "jobs2"
-    result = cli("run", suite, "--out", out, "-q", "--jobs", "2")
+    result = cli("run", suite, "--out", out, "-q", "--jobs", "2", "--always-parallel")
     assert result.exit_code == 0, result
     for label in ("linear", "quad"):
         assert list(runs(out / label)["loss_digest"]) == list(runs(ran / label)["loss_digest"])

@@ -56,6 +56,14 @@ def run(
             help='threads per worker for runs with threads = "auto" (default: cores // workers)',
         ),
     ] = None,
+    always_parallel: Annotated[
+        bool,
+        Flag(
+            "--always-parallel",
+            help="start workers even for a grid too short to repay them (by default such a "
+            "grid runs in this process)",
+        ),
+    ] = False,
     engine: Annotated[
         Engine | None, typer.Option(help="training engine [default: the grid's, else eager]")
     ] = None,
@@ -104,7 +112,7 @@ def run(
         _run_suite(
             grid,
             out,
-            (executor, jobs, scheduler, threads_per_job),
+            (executor, jobs, scheduler, threads_per_job, always_parallel),
             engine=engine.value if engine else None,
             dry_run=dry_run,
             verbose=verbose,
@@ -120,7 +128,9 @@ def run(
         gridfile.load(grid)  # the cheap checks first: a bad file exits without importing torch
         from sgdbench.plan import load_grid
 
-        chosen, options = _executor_options(executor, jobs, scheduler, threads_per_job)
+        chosen, options = _executor_options(
+            executor, jobs, scheduler, threads_per_job, always_parallel
+        )
         loaded = load_grid(grid, engine=engine.value if engine else None)
         if repeat is not None:  # not part of run_id: the same runs, timed more often
             runs = [dataclasses.replace(s, repeat=repeat) for s in loaded.runs]
@@ -183,7 +193,7 @@ def _print_outcome(outcome: GridOutcome, out_dir: Path, has_target: bool = True)
 def _run_suite(
     path: Path,
     out: str | None,
-    executor_args: tuple[Executor | None, int | None, str | None, int | None],
+    executor_args: tuple[Executor | None, int | None, str | None, int | None, bool],
     *,
     engine: str | None,
     dry_run: bool,
@@ -220,7 +230,11 @@ def _run_suite(
 
 
 def _executor_options(
-    executor: Executor | None, jobs: int | None, scheduler: str | None, threads: int | None
+    executor: Executor | None,
+    jobs: int | None,
+    scheduler: str | None,
+    threads: int | None,
+    always_parallel: bool = False,
 ) -> tuple[Executor, ExecutorOptions]:
     """The executor the options ask for, or a UsageError for combinations that mean nothing."""
     from sgdbench.executors import ExecutorOptions
@@ -234,17 +248,20 @@ def _executor_options(
             executor = Executor.serial
     if scheduler and executor is not Executor.dask:
         raise UsageError(f"sgdbench: --scheduler needs --executor dask, not {executor.value}")
-    if executor is Executor.serial and ((jobs or 1) > 1 or threads is not None):
+    if executor is Executor.serial and ((jobs or 1) > 1 or threads is not None or always_parallel):
         raise UsageError(
-            "sgdbench: --executor serial runs in this process: --jobs and --threads-per-job "
-            "need --executor process or dask"
+            "sgdbench: --executor serial runs in this process: --jobs, --threads-per-job and "
+            "--always-parallel need --executor process or dask"
         )
     if executor is Executor.dask and scheduler and jobs is not None:
         raise UsageError(
             "sgdbench: --jobs sizes a local Dask cluster; with --scheduler the cluster's "
             "workers run the grid"
         )
-    return executor, ExecutorOptions(jobs=jobs, threads_per_job=threads, scheduler=scheduler)
+    options = ExecutorOptions(
+        jobs=jobs, threads_per_job=threads, scheduler=scheduler, always_parallel=always_parallel
+    )
+    return executor, options
 
 
 def _print_dry_run(grid: Grid) -> None:

@@ -27,6 +27,7 @@ class ExecutorOptions:
     threads_per_job: int | None = None  # intra-op threads per worker (a spec's own wins)
     scheduler: str | None = None  # dask: address of an existing scheduler
     retries: int = 1  # times a unit whose worker died is run again before it is `failed`
+    always_parallel: bool = False  # start workers even for a grid too short to repay them
 
 
 @dataclass

@@ -4,6 +4,10 @@ With ``--scheduler tcp://HOST:PORT`` the driver joins an existing cluster (worke
 machines need sgdbench, and any plug-in problem, importable); without it a ``LocalCluster``
 sized to this machine is started and closed again; its workers are forked from the driver
 (torch imported once) where ``--jobs`` would fork them (``base.start_method``), else spawned.
+A LocalCluster is started only when it pays off, by the rule of ``--jobs`` (``executors.payoff``:
+importing distributed and starting a forked cluster costs ~0.8 s, so the driver runs the units
+itself until the serial time left exceeds ~3.6 s on 2 idle cores); a grid too short for that runs
+entirely in the driver, and one line says so. A cluster given by address is always used.
 Tasks are keyed by run id, so a unit that is already on the cluster (submitted twice, or by a
 second driver) is computed once. Trajectories come back to the driver, which alone writes the
 results: no shared filesystem is needed.
@@ -17,6 +21,7 @@ finish normally. As with ``--jobs``, only the driver writes results.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import traceback
 from collections import deque
@@ -38,8 +43,12 @@ from sgdbench.executors.base import (
     start_method,
     unit_key,
 )
+from sgdbench.executors.payoff import serial_until_parallel_pays
 
 CONNECT_TIMEOUT_S = 10
+
+
+MISSING = "sgdbench: --executor dask needs dask[distributed]: pip install 'sgdbench[dask]'"
 
 
 def import_distributed() -> ModuleType:
@@ -47,10 +56,18 @@ def import_distributed() -> ModuleType:
     try:
         import distributed
     except ImportError:
-        raise UsageError(
-            "sgdbench: --executor dask needs dask[distributed]: pip install 'sgdbench[dask]'"
-        ) from None
+        raise UsageError(MISSING) from None
     return distributed
+
+
+def check_distributed() -> None:
+    """The usage error of ``import_distributed`` without the import (half a second)."""
+    try:
+        found = importlib.util.find_spec("distributed") is not None
+    except ValueError:  # in sys.modules as None: an import would fail
+        found = False
+    if not found:
+        raise UsageError(MISSING)
 
 
 @contextlib.contextmanager
@@ -75,12 +92,21 @@ def open_client(options: ExecutorOptions, method: str = "spawn") -> Iterator[Any
     else:
         method = "spawn"  # Dask's own forkserver preloads Dask's packages, not torch
     with (
-        dask.config.set({"distributed.worker.multiprocessing-method": method}),
+        dask.config.set(
+            {
+                "distributed.worker.multiprocessing-method": method,
+                # The statistical profiler samples the task thread's stack every 10 ms, each
+                # sample waiting for the GIL that training holds: the workers took 1.2-1.6x the
+                # CPU with it (12 runs of 1000 steps), and nobody reads its profiles.
+                "distributed.worker.profile.enabled": False,
+                "distributed.admin.system-monitor.gil.enabled": False,
+            }
+        ),
         distributed.LocalCluster(
             n_workers=options.jobs or available_cores(),
             threads_per_worker=1,
             processes=True,
-            dashboard_address=":0",  # no clash with a dashboard on :8787
+            dashboard_address=None,  # no dashboard: it imports bokeh (0.1-0.2 s) for nobody
             silence_logs=logging.ERROR,
             # Give up on a task at its worker's first death: run_dask retries it alone.
             scheduler_kwargs={"allowed_failures": 0},
@@ -131,10 +157,19 @@ def run_dask(
     todo: deque[Unit] = deque(units)
     if not todo:
         return
-    distributed = import_distributed()
+    check_distributed()
     workers = options.jobs or available_cores()
     threads = split_threads(workers, available_cores(), options.threads_per_job)
-    with open_client(options, start_method(list(todo), threads, None)) as client:
+    method = start_method(list(todo), threads, None)
+    how = "dask-fork" if method == "fork" else "dask-spawn"
+    if not (
+        yield from serial_until_parallel_pays(
+            todo, should_stop, options, workers=workers, threads=threads, how=how, activity=activity
+        )
+    ):
+        return
+    distributed = import_distributed()
+    with open_client(options, method) as client:
         host_slots = slots_by_host(client)
         in_flight: dict[Any, Unit] = {}
         retry_alone: deque[Unit] = deque()

@@ -9,6 +9,13 @@ not survive a fork: a forked worker must not use more than one OpenMP thread; CU
 initialised before a fork). A grid of one unit (one run, or one stacked group) runs serially in
 the driver: there is nothing to run beside it (one line says so).
 
+Workers are started only when they pay off (``executors.payoff``): the driver runs units
+itself, timing them, until N workers would save more than twice the cost of starting them on the
+serial time of the units left (fork: ~0.1 s, so 0.45 s left on 2 idle cores; forkserver: ~2 s); a
+grid too short for that runs entirely in the driver, and one line says so. Forked workers then
+inherit the driver's warm state (its imports, first kernels). ``--always-parallel`` starts
+workers at once (a run that may kill its process, say, runs in a worker even in a short grid).
+
 Each worker sets its intra-op threads once (``split_threads``: N x threads <= cores) and, when
 the grid has ``device = "cuda"`` runs and several GPUs are visible, sees one GPU of its own
 through ``CUDA_VISIBLE_DEVICES`` (so ``cuda`` means a different GPU in each worker and run ids do
@@ -48,6 +55,7 @@ from sgdbench.executors.base import (
     split_threads,
     start_method,
 )
+from sgdbench.executors.payoff import serial_until_parallel_pays
 
 STOP_POLL_S = 0.25  # how often the driver looks at its stop flag while every worker is busy
 
@@ -73,6 +81,19 @@ def gpu_per_worker(workers: int, gpus: list[str], devices: Iterable[str]) -> lis
     if not gpus or "cuda" not in devices or any(d.startswith("cuda:") for d in devices):
         return None
     return [gpus[i % len(gpus)] for i in range(workers)]
+
+
+def _worker_gpus(workers: int, todo: Iterable[Unit]) -> tuple[list[str] | None, list[str]]:
+    """Each worker's ``CUDA_VISIBLE_DEVICES`` (``gpu_per_worker``) and a note if they share."""
+    devices = {spec.device for unit in todo for spec in unit}
+    gpus = gpu_per_worker(workers, visible_gpus(), devices) if "cuda" in devices else None
+    if gpus is None or workers <= len(set(gpus)):
+        return gpus, []
+    note = (
+        f"sgdbench: {workers} workers share {len(set(gpus))} GPU(s): lower --jobs to give "
+        "each worker its own"
+    )
+    return gpus, [note]
 
 
 def _init_worker(threads: int, gpu_queue: Any, driver_pid: int, forkserver: bool) -> None:
@@ -172,18 +193,25 @@ def run_process_pool(
         return
     workers = options.jobs or available_cores()
     threads = split_threads(workers, available_cores(), options.threads_per_job)
-    devices = {spec.device for unit in todo for spec in unit}
-    gpus = gpu_per_worker(workers, visible_gpus(), devices) if "cuda" in devices else None
-    if gpus is not None and workers > len(set(gpus)):
-        activity.notes.append(
-            f"sgdbench: {workers} workers share {len(set(gpus))} GPU(s): lower --jobs to give "
-            "each worker its own"
-        )
+    gpus, gpu_notes = _worker_gpus(workers, todo)
     retry_alone: deque[Unit] = deque()  # in flight when a worker died: rerun one at a time
     deaths: dict[int, int] = {}  # id(unit) -> pool breaks it was in flight for
     in_flight: dict[Future[list[Any]], Unit] = {}
     pool: _Pool | None = None
     method = start_method(list(todo), threads, gpus)
+    if not (
+        yield from serial_until_parallel_pays(
+            todo,
+            should_stop,
+            options,
+            workers=workers,
+            threads=threads,
+            how=method,
+            activity=activity,
+        )
+    ):
+        return
+    activity.notes.extend(gpu_notes)
     finished = False
     try:
         while todo or retry_alone or in_flight:
