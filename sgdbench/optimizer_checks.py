@@ -16,7 +16,7 @@ import ast
 import functools
 from typing import Any
 
-from sgdbench.optimizer_catalog import _optim_folder
+from sgdbench.optimizer_catalog import _optim_folder, optim_source
 
 UNKNOWN = "unknown"  # the source cannot tell: ask torch
 _ERRORS = ("ValueError", "TypeError", "RuntimeError")
@@ -38,18 +38,16 @@ def _classes() -> dict[str, tuple[ast.ClassDef, str]] | None:
         return None
     out: dict[str, tuple[ast.ClassDef, str]] = {}
     try:
-        package = ast.parse((folder / "__init__.py").read_text(encoding="utf-8"))
+        package = optim_source(folder, "__init__")
         imported = [n.module for n in package.body if isinstance(n, ast.ImportFrom) and n.module]
         # the modules torch.optim imports its classes from, and the base class's
         modules = {"optimizer"} | {
             m.removeprefix("torch.optim.") for m in imported if m.startswith("torch.optim.")
         }
         for module in sorted(m for m in modules if "." not in m):
-            path = folder / f"{module}.py"
-            tree = ast.parse(path.read_text(encoding="utf-8"))
-            for node in tree.body:
+            for node in optim_source(folder, module).body:
                 if isinstance(node, ast.ClassDef):
-                    out.setdefault(node.name, (node, path.stem))
+                    out.setdefault(node.name, (node, module))
     except (OSError, SyntaxError, ValueError):
         return None
     return out
