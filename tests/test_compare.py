@@ -413,6 +413,10 @@ def test_probe_times_are_not_used_across_machines_or_torch_versions(
     row = by_lr(compare_json(base, other)[1])[0.05]["steps/s"]
     assert row["clock"] == "cpu"
     assert by_lr(compare_json(base, base)[1])[0.05]["steps/s"]["clock"] == "probe"
+    # a folder without env.json cannot show it ran on the same machine
+    unknown = edited(seeds, tmp_path / "unknown", ran)
+    (unknown / "env.json").unlink()
+    assert by_lr(compare_json(base, unknown)[1])[0.05]["steps/s"]["clock"] == "cpu"
 
 
 def test_a_window_is_timed_against_the_probe_beside_it() -> None:

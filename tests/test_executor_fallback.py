@@ -140,6 +140,19 @@ def test_a_long_grid_starts_workers_after_timing_one_warm_unit(
     assert parallel and len(yielded) == 1 and len(todo) == 23
 
 
+def test_no_more_units_than_workers_start_workers_at_once() -> None:
+    # Two long stacked groups on --jobs 2: timing one in the driver first would leave the other
+    # waiting for it (twice the time); starting the workers costs at most their start-up.
+    for n_units in (2, 3):
+        todo = deque(units_of(*[10] * n_units))
+        probe = serial_until_parallel_pays(
+            todo, None, ExecutorOptions(), workers=3, threads=1, how="fork", activity=Activity()
+        )
+        with pytest.raises(StopIteration) as stop:
+            next(probe)
+        assert stop.value.value is True and len(todo) == n_units
+
+
 def test_always_parallel_and_a_given_scheduler_start_workers_at_once() -> None:
     for options in (ExecutorOptions(always_parallel=True), ExecutorOptions(scheduler="tcp://x:1")):
         todo = deque(units_of(10, 10))
@@ -207,3 +220,22 @@ def test_a_grid_that_repays_workers_starts_them(
     assert len(submitted) == 5  # all but the first, which the driver timed
     assert cli("run", grid, "--out", tmp_path / "serial", "-q").exit_code == 0
     assert digests(tmp_path / "out") == digests(tmp_path / "serial")
+
+
+def test_always_parallel_runs_even_one_unit_in_a_worker(
+    write_grid: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sgdbench.executors import process_pool
+
+    submitted: list[str] = []
+
+    class CountingPool(process_pool._Pool):
+        def submit(self, unit: Any) -> Any:
+            submitted.append(unit[0].run_id)
+            return super().submit(unit)
+
+    monkeypatch.setattr(process_pool, "_Pool", CountingPool)
+    grid = write_grid(GRID.replace('["sgd", "adam"]', '["sgd"]').replace("[0.01, 0.1, 0.5]", "0.1"))
+    runs = ["run", grid, "--out", tmp_path / "out", "--jobs", "2", "-q"]
+    assert cli(*runs, "--always-parallel").exit_code == 0
+    assert len(submitted) == 1  # the one run went to a worker, not the driver

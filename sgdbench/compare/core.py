@@ -188,7 +188,7 @@ def compare(
             f"compare: no configuration of {base_dir} matches one of {new_dir} "
             f"(axes compared: {', '.join(names)})"
         )
-    same_machine = not result.env_differences
+    same_machine = match.same_environment(Path(base_dir), Path(new_dir))
     rate, wall = _tests(pairs, same_machine)
     result.rows = [
         _row(p, r, w, limits, same_machine) for p, r, w in zip(pairs, rate, wall, strict=True)

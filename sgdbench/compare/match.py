@@ -110,17 +110,23 @@ def trajectory(base_runs: pd.DataFrame, new_runs: pd.DataFrame) -> dict[str, Any
     return {"seeds": len(seeds), "differ": len(differ), "identical": bool(seeds) and not differ}
 
 
+def _read_env(folder: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((folder / "env.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def environment_differences(base_dir: Path, new_dir: Path) -> list[str]:
     """The ``ENV_FIELDS`` whose values differ between the folders' env.json files."""
-
-    def read(folder: Path) -> dict[str, Any]:
-        try:
-            data = json.loads((folder / "env.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    base, new = read(base_dir), read(new_dir)
+    base, new = _read_env(base_dir), _read_env(new_dir)
     if not base or not new:
         return []
     return [f"{k} {base.get(k)} vs {new.get(k)}" for k in ENV_FIELDS if base.get(k) != new.get(k)]
+
+
+def same_environment(base_dir: Path, new_dir: Path) -> bool:
+    """Whether both folders have an env.json and they agree on every ``ENV_FIELDS``."""
+    base, new = _read_env(base_dir), _read_env(new_dir)
+    return bool(base) and bool(new) and not environment_differences(base_dir, new_dir)

@@ -14,7 +14,8 @@ did not change.
 The probe is the same code in every version of sgdbench that writes ``window_probe_s``, and
 it never reads the run's model, data or random generators: the run's losses are bitwise the
 same with or without it. It is not run on CUDA (the work a GPU window times is not the
-host's). Its own time is at most ``1 / PROBE_EVERY`` of the training CPU time (2%), outside
+host's). Its own time is about 1 ms per run (or repeat) for the ``FIRST_PROBES``, then at most
+``1 / PROBE_EVERY`` of the training CPU time (2%), outside
 the training clock (``time_s`` and the throughput do not include it). A whole run with it
 measured 0.94-1.06x the same run without it (``benchmarks/test_probe_cost.py``): within the
 noise.

@@ -16,7 +16,9 @@ processes' load leaves none, and then workers would only take turns on the busy 
 first unit of a process pays one-off costs (lazy imports, first kernels), so it decides alone
 only when it took longer than ``MARGIN`` x the cost; else a second unit is timed first. A grid
 that never repays the workers runs entirely in the driver, and one line says so. A Dask cluster
-given by address, or ``--always-parallel``, starts workers at once.
+given by address, ``--always-parallel``, or a grid of 2 to N units starts workers at once: with
+no more units than workers, the unit timed first would run alone while the rest waited for it
+(two long units: twice the time), a loss without bound, against at most the start-up cost.
 """
 
 from __future__ import annotations
@@ -103,6 +105,11 @@ def serial_until_parallel_pays(
     the grid finished here (a note says so and why) or a stop was asked for. True at once with
     ``always_parallel`` or a Dask scheduler's address (a cluster the user asked for)."""
     if options.always_parallel or options.scheduler:
+        return True
+    if 1 < len(todo) <= workers:
+        # As many units as workers or fewer: timing one first would leave it to run alone and
+        # the others to wait for it (two long stacked groups: twice the time). Starting the
+        # workers at once risks at most their start-up cost.
         return True
     import torch
 

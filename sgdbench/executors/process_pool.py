@@ -7,14 +7,16 @@ and the engine already, so a worker costs milliseconds rather than a second torc
 from a *forkserver* that imports torch once, before any tensor work (libgomp's thread pool does
 not survive a fork: a forked worker must not use more than one OpenMP thread; CUDA must not be
 initialised before a fork). A grid of one unit (one run, or one stacked group) runs serially in
-the driver: there is nothing to run beside it (one line says so).
+the driver, unless ``--always-parallel``: there is nothing to run beside it (one line says so).
 
 Workers are started only when they pay off (``executors.payoff``): the driver runs units
 itself, timing them, until N workers would save more than twice the cost of starting them on the
 serial time of the units left (fork: ~0.1 s, so 0.45 s left on 2 idle cores; forkserver: ~2 s); a
-grid too short for that runs entirely in the driver, and one line says so. Forked workers then
-inherit the driver's warm state (its imports, first kernels). ``--always-parallel`` starts
-workers at once (a run that may kill its process, say, runs in a worker even in a short grid).
+grid too short for that runs entirely in the driver, and one line says so. A grid of 2 to N
+units starts them at once (timing one first would leave the others waiting for it). Forked
+workers then inherit the driver's warm state (its imports, first kernels). ``--always-parallel``
+starts workers at once, even for one unit (a run that may kill its process, say, runs in a
+worker even in a short grid).
 
 Each worker sets its intra-op threads once (``split_threads``: N x threads <= cores) and, when
 the grid has ``device = "cuda"`` runs and several GPUs are visible, sees one GPU of its own
@@ -188,7 +190,7 @@ def run_process_pool(
     options = options or ExecutorOptions()
     activity = activity if activity is not None else Activity()
     todo: deque[Unit] = deque(units)
-    if len(todo) < 2:
+    if len(todo) < 2 and not (todo and options.always_parallel):
         yield from _alone(todo, should_stop, options, activity)
         return
     workers = options.jobs or available_cores()
