@@ -195,19 +195,28 @@ def test_a_short_grid_with_workers_asked_for_runs_in_the_driver(
     assert digests(tmp_path / "out") == digests(tmp_path / "serial")
 
 
-def test_a_grid_that_repays_workers_starts_them(
-    write_grid: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def submitted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The first run id of every unit submitted to a worker pool, in order."""
     from sgdbench.executors import process_pool
 
-    submitted: list[str] = []
+    ids: list[str] = []
 
     class CountingPool(process_pool._Pool):
         def submit(self, unit: Any) -> Any:
-            submitted.append(unit[0].run_id)
+            ids.append(unit[0].run_id)
             return super().submit(unit)
 
     monkeypatch.setattr(process_pool, "_Pool", CountingPool)
+    return ids
+
+
+def test_a_grid_that_repays_workers_starts_them(
+    write_grid: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    submitted: list[str],
+) -> None:
     monkeypatch.setattr(payoff, "available_cores", lambda: 2)
     monkeypatch.setattr(payoff, "cpu_ticks", lambda: None)  # idle cores: whatever the load
     # Starting workers as good as free: the first unit (a "long" one) decides alone.
@@ -223,18 +232,8 @@ def test_a_grid_that_repays_workers_starts_them(
 
 
 def test_always_parallel_runs_even_one_unit_in_a_worker(
-    write_grid: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    write_grid: Callable[..., Path], tmp_path: Path, submitted: list[str]
 ) -> None:
-    from sgdbench.executors import process_pool
-
-    submitted: list[str] = []
-
-    class CountingPool(process_pool._Pool):
-        def submit(self, unit: Any) -> Any:
-            submitted.append(unit[0].run_id)
-            return super().submit(unit)
-
-    monkeypatch.setattr(process_pool, "_Pool", CountingPool)
     grid = write_grid(GRID.replace('["sgd", "adam"]', '["sgd"]').replace("[0.01, 0.1, 0.5]", "0.1"))
     runs = ["run", grid, "--out", tmp_path / "out", "--jobs", "2", "-q"]
     assert cli(*runs, "--always-parallel").exit_code == 0
